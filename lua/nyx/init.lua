@@ -1,0 +1,15 @@
+--- The nyx module: the engine's public Lua API (docs/lua-api.md).
+-- Scripts run by `nyx` find it in the global `nyx`; `require "nyx"` returns
+-- the same table.
+local core = require "nyx.core"
+
+local nyx = {
+  version = core.version,   -- "0.1.0"
+  home = core.home,         -- folder holding lua/, sql/, prompts/ (nil: embedded only)
+  uuid = core.uuid,         -- a random (v4) UUID string
+  json = require "cjson",   -- lua-cjson
+  db = require "nyx.db",    -- PostgreSQL: query, exec, transaction, ...
+  tree = require "nyx.tree" -- thought trees
+}
+
+return nyx

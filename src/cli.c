@@ -1,0 +1,266 @@
+#include "cli.h"
+
+#include "cluster.h"
+#include "database.h"
+#include "migrate.h"
+
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char USAGE[] =
+    "usage: nyx [options] SCRIPT [ARGS...]   run a Lua script with the nyx module\n"
+    "       nyx COMMAND [ARGS...]\n"
+    "\n"
+    "Commands:\n"
+    "  db migrate       apply pending schema migrations\n"
+    "  db status        migrations applied and pending, the server, where the database is\n"
+    "  db start         start the embedded database (created on first use)\n"
+    "  db stop          stop the embedded database\n"
+    "  help [COMMAND]   this help, or a command's\n"
+    "  version          the version\n"
+    "\n"
+    "Options, as the lua interpreter takes them:\n"
+    "  -e CODE          run the Lua code CODE\n"
+    "  -l NAME          require NAME into global NAME (-l g=NAME: into global g)\n"
+    "  -E               ignore LUA_INIT, LUA_PATH, LUA_CPATH and NYX_LUA_PATH\n"
+    "  -W               turn warnings on\n"
+    "  -v, --version    print the version\n"
+    "  -h, --help       print this help\n"
+    "  --               stop handling options\n"
+    "  -                run the script from standard input\n"
+    "\n"
+    "The script sees its arguments in arg and ..., the nyx module in the global\n"
+    "nyx. Where the database is: NYX_DATABASE_URL, else the PG* variables, else\n"
+    "a private PostgreSQL under ${XDG_DATA_HOME:-~/.local/share}/nyx/pg that nyx\n"
+    "creates and starts itself. 'nyx help db' says more.\n";
+
+static const char HELP_DB[] =
+    "usage: nyx db migrate | status | start | stop\n"
+    "\n"
+    "  migrate   apply the migrations (sql/NNNN_*.sql) the database lacks, in\n"
+    "            order, each in its own transaction; applying twice changes\n"
+    "            nothing. nyx also does this by itself when it connects.\n"
+    "  status    the migrations applied and pending, the server's version and\n"
+    "            where the database is.\n"
+    "  start     create (first time) and start the embedded database, bring its\n"
+    "            schema up to date, and print its connection string.\n"
+    "  stop      stop the embedded database.\n"
+    "\n"
+    "Which database: NYX_DATABASE_URL (a libpq conninfo or postgresql:// URI),\n"
+    "else the standard PG* variables (PGHOST, PGDATABASE, PGUSER, ...), else the\n"
+    "embedded one: a private cluster in ${XDG_DATA_HOME:-~/.local/share}/nyx/pg\n"
+    "that listens only on a Unix socket in that folder. As root its server runs\n"
+    "as the 'postgres' account (or NYX_PG_USER); NYX_PG_BINDIR says where\n"
+    "initdb and pg_ctl are if nyx does not find them.\n";
+
+static const char HELP_HELP[] = "usage: nyx help [COMMAND]\n";
+static const char HELP_VERSION[] = "usage: nyx version (or nyx --version)\n";
+
+static const struct topic {
+    const char *name, *text;
+} TOPICS[] = {{"db", HELP_DB}, {"help", HELP_HELP}, {"version", HELP_VERSION},
+              {NULL, NULL}};
+
+int nyx_cli_is_command(const char *word)
+{
+    for (const struct topic *t = TOPICS; t->name; t++)
+        if (strcmp(t->name, word) == 0)
+            return 1;
+    return 0;
+}
+
+void nyx_cli_usage(void) { fputs(USAGE, stdout); }
+
+void nyx_cli_version(void)
+{
+    printf("nyx %s (%s, libpq %d.%d)\n", NYX_VERSION, LUA_RELEASE,
+           nyx_pg_lib_version() / 10000, nyx_pg_lib_version() % 100);
+}
+
+int nyx_cli_usage_error(const char *what)
+{
+    fprintf(stderr, "nyx: %s\ntry 'nyx --help'\n", what);
+    return NYX_EXIT_USAGE;
+}
+
+static int fail(const nyx_err *err)
+{
+    fprintf(stderr, "nyx: %s\n", err->msg);
+    return NYX_EXIT_FAILURE;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        nyx_cli_usage();
+        return NYX_EXIT_OK;
+    }
+    for (const struct topic *t = TOPICS; t->name; t++)
+        if (strcmp(t->name, argv[1]) == 0) {
+            fputs(t->text, stdout);
+            return NYX_EXIT_OK;
+        }
+    char what[256];
+    snprintf(what, sizeof what, "no help for '%s' (commands: db, help, version)",
+             argv[1]);
+    return nyx_cli_usage_error(what);
+}
+
+/* Opens the database nyx would use, without migrating it. */
+static nyx_pg *open_target(nyx_dbtarget *t, nyx_err *err)
+{
+    if (nyx_db_target(t, err) < 0)
+        return NULL;
+    nyx_pg *pg = nyx_db_open(t, 0, err);
+    if (!pg) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n, " (database chosen by %s)",
+                 t->source);
+    }
+    return pg;
+}
+
+static void print_applied(const nyx_migration *m, double ms, void *arg)
+{
+    printf("applied %s (%.0f ms)\n", m->name, ms);
+}
+
+static int db_migrate(void)
+{
+    nyx_dbtarget t;
+    nyx_err err;
+    nyx_migration_set set;
+    nyx_pg *pg = open_target(&t, &err);
+    if (!pg)
+        return fail(&err);
+    if (nyx_migrations_load(NULL, &set, &err) < 0) {
+        nyx_pg_close(pg);
+        return fail(&err);
+    }
+    int n = nyx_migrate_apply(pg, &set, print_applied, NULL, &err);
+    if (n >= 0)
+        printf("%s: schema at version %d (%d migration%s applied now)\n",
+               nyx_pg_describe(pg), set.n ? set.v[set.n - 1].version : 0, n,
+               n == 1 ? "" : "s");
+    nyx_migrations_free(&set);
+    nyx_pg_close(pg);
+    return n < 0 ? fail(&err) : NYX_EXIT_OK;
+}
+
+static int print_status(nyx_pg *pg, const nyx_dbtarget *t,
+                        const nyx_migration_set *set, nyx_err *err)
+{
+    static const char *const states[] = {"pending", "applied",
+                                         "applied, file changed since",
+                                         "applied, no such file here"};
+    nyx_mig_status *s;
+    size_t n;
+    if (nyx_migrate_status(pg, set, &s, &n, err) < 0)
+        return -1;
+    int v = nyx_pg_server_version(pg), pending = 0;
+    printf("database:   %s (%s)\n", nyx_pg_describe(pg),
+           t->embedded ? "embedded" : t->source);
+    printf("server:     PostgreSQL %d.%d\n", v / 10000, v % 100);
+    printf("migrations: %s\n", set->source);
+    for (size_t i = 0; i < n; i++) {
+        pending += s[i].state == NYX_MIG_PENDING;
+        printf("  %-32s %s%s%s\n", s[i].name, states[s[i].state],
+               s[i].applied_at[0] ? " " : "", s[i].applied_at);
+    }
+    printf("%d pending\n", pending);
+    free(s);
+    return 0;
+}
+
+static int db_status(void)
+{
+    nyx_dbtarget t;
+    nyx_err err;
+    nyx_migration_set set;
+    nyx_pg *pg = open_target(&t, &err);
+    if (!pg)
+        return fail(&err);
+    int rc = nyx_migrations_load(NULL, &set, &err);
+    if (rc == 0) {
+        rc = print_status(pg, &t, &set, &err);
+        nyx_migrations_free(&set);
+    }
+    nyx_pg_close(pg);
+    return rc < 0 ? fail(&err) : NYX_EXIT_OK;
+}
+
+static int db_start(void)
+{
+    nyx_dbtarget t;
+    nyx_err err;
+    if (nyx_db_target_embedded(&t, &err) < 0)
+        return fail(&err);
+    nyx_pg *pg = nyx_db_open(&t, NYX_DB_MIGRATE, &err);
+    if (!pg)
+        return fail(&err);
+    nyx_pg_close(pg);
+    printf("%s\n", t.conninfo);
+    return NYX_EXIT_OK;
+}
+
+static int db_stop(void)
+{
+    nyx_cluster c;
+    nyx_err err;
+    int was_running;
+    if (nyx_cluster_init(&c, &err) < 0 ||
+        nyx_cluster_stop(&c, &was_running, &err) < 0)
+        return fail(&err);
+    if (!nyx_cluster_exists(&c))
+        printf("no embedded database in %s\n", c.dir);
+    else if (was_running)
+        printf("stopped the embedded database in %s\n", c.dir);
+    else
+        printf("the embedded database in %s is not running\n", c.dir);
+    return NYX_EXIT_OK;
+}
+
+static int cmd_db(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int (*fn)(void);
+    } SUB[] = {{"migrate", db_migrate}, {"status", db_status},
+               {"start", db_start},     {"stop", db_stop},
+               {NULL, NULL}};
+    if (argc < 2) {
+        fputs(HELP_DB, stderr);
+        return NYX_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(HELP_DB, stdout);
+        return NYX_EXIT_OK;
+    }
+    char what[256];
+    if (argc > 2) {
+        snprintf(what, sizeof what, "'nyx db %s' takes no arguments (got '%s')",
+                 argv[1], argv[2]);
+        return nyx_cli_usage_error(what);
+    }
+    for (int i = 0; SUB[i].name; i++)
+        if (strcmp(SUB[i].name, argv[1]) == 0)
+            return SUB[i].fn();
+    snprintf(what, sizeof what,
+             "unknown db command '%s' (db commands: migrate, status, start, "
+             "stop)",
+             argv[1]);
+    return nyx_cli_usage_error(what);
+}
+
+int nyx_cli_run(int argc, char **argv)
+{
+    if (strcmp(argv[0], "help") == 0)
+        return cmd_help(argc, argv);
+    if (strcmp(argv[0], "version") == 0) {
+        nyx_cli_version();
+        return NYX_EXIT_OK;
+    }
+    return cmd_db(argc, argv);
+}

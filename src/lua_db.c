@@ -1,0 +1,561 @@
+/* nyx.db: PostgreSQL from Lua. Module functions use the default
+ * connection (opened on first use: NYX_DATABASE_URL, the PG* variables or
+ * the embedded cluster, migrated); the same functions are methods of
+ * connection objects from nyx.db.open. Queries always take parameters
+ * ($1, $2, ...) separately from the SQL text. */
+#include "database.h"
+#include "lua_nyx.h"
+#include "migrate.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#define CONN_MT "nyx.db.conn"
+#define RES_MT "nyx.db.result"
+#define JSON_ENCODE lua_upvalueindex(1)
+#define JSON_DECODE lua_upvalueindex(2)
+
+typedef struct conn {
+    nyx_pg *pg;
+    int tx_depth; /* nesting of transaction(): 0 outside */
+    int embedded;
+    char source[32];
+} conn;
+
+static char DEFAULT_KEY; /* registry[&DEFAULT_KEY] = the default conn */
+
+static int conn_close(lua_State *L)
+{
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    nyx_pg_close(c->pg);
+    c->pg = NULL;
+    return 0;
+}
+
+static conn *new_conn(lua_State *L, nyx_pg *pg, const char *source,
+                      int embedded)
+{
+    conn *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    c->pg = pg;
+    c->embedded = embedded;
+    snprintf(c->source, sizeof c->source, "%s", source);
+    luaL_setmetatable(L, CONN_MT);
+    return c;
+}
+
+static int raise_connection(lua_State *L, const char *msg, const char *source)
+{
+    lua_pushfstring(L, "%s (database chosen by %s)", msg, source);
+    return nyx_raise(L, "connection", lua_tostring(L, -1));
+}
+
+/* Opens the default database and makes it the default. stack: +1 (conn) */
+static conn *connect_default(lua_State *L)
+{
+    nyx_dbtarget t;
+    nyx_err err;
+    if (nyx_db_target(&t, &err) < 0)
+        raise_connection(L, err.msg, "the environment");
+    nyx_pg *pg = nyx_db_open(&t, NYX_DB_MIGRATE, &err);
+    if (!pg)
+        raise_connection(L, err.msg, t.source);
+    conn *c = new_conn(L, pg, t.source, t.embedded);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &DEFAULT_KEY);
+    return c;
+}
+
+/* The connection a function works on: a conn passed as argument 1 (method
+ * call), else the default. *first is set to the first argument after it. */
+static conn *get_conn(lua_State *L, int *first)
+{
+    conn *c = luaL_testudata(L, 1, CONN_MT);
+    *first = c ? 2 : 1;
+    if (!c) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &DEFAULT_KEY);
+        c = lua_touserdata(L, -1);
+        lua_pop(L, 1); /* the registry keeps it alive */
+        if (!c || !c->pg) {
+            c = connect_default(L);
+            lua_pop(L, 1);
+        }
+    }
+    if (!c->pg)
+        nyx_raise(L, "connection", "the database connection is closed");
+    return c;
+}
+
+/* ---- values in ------------------------------------------------------- */
+
+/* Converts the Lua values at first..top into text parameters, which stay
+ * on the stack (above top) while the returned array is in use. */
+static const char **params(lua_State *L, int first, int *n)
+{
+    int top = lua_gettop(L);
+    *n = top - first + 1;
+    if (*n <= 0)
+        return NULL;
+    if (*n > 65535)
+        luaL_error(L, "too many query parameters (%d; PostgreSQL takes 65535)",
+                   *n);
+    luaL_checkstack(L, *n + 4, "too many query parameters");
+    const char **v = lua_newuserdatauv(L, sizeof *v * (size_t)*n, 0);
+    for (int i = 0; i < *n; i++) {
+        int idx = first + i;
+        switch (lua_type(L, idx)) {
+        case LUA_TNIL:
+            v[i] = NULL;
+            continue;
+        case LUA_TLIGHTUSERDATA: /* cjson.null */
+            v[i] = NULL;
+            continue;
+        case LUA_TBOOLEAN:
+            lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
+            break;
+        case LUA_TNUMBER:
+            if (lua_isinteger(L, idx)) {
+                lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
+            } else {
+                double d = lua_tonumber(L, idx);
+                char buf[64];
+                if (isnan(d))
+                    snprintf(buf, sizeof buf, "NaN");
+                else if (isinf(d))
+                    snprintf(buf, sizeof buf, d > 0 ? "Infinity" : "-Infinity");
+                else
+                    snprintf(buf, sizeof buf, "%.17g", d);
+                lua_pushstring(L, buf);
+            }
+            break;
+        case LUA_TSTRING:
+            lua_pushvalue(L, idx);
+            break;
+        case LUA_TTABLE:
+            lua_pushvalue(L, JSON_ENCODE);
+            lua_pushvalue(L, idx);
+            lua_call(L, 1, 1);
+            break;
+        default:
+            luaL_error(L, "bad query parameter $%d (%s cannot go into SQL: "
+                          "use nil, a boolean, number, string or table)",
+                       i + 1, luaL_typename(L, idx));
+        }
+        v[i] = lua_tostring(L, -1);
+    }
+    return v;
+}
+
+/* ---- values out ------------------------------------------------------ */
+
+static int res_gc(lua_State *L)
+{
+    nyx_pg_res **box = luaL_checkudata(L, 1, RES_MT);
+    nyx_pg_clear(*box);
+    *box = NULL;
+    return 0;
+}
+
+/* JSON has one number type; cjson decodes every number as a float. Give
+ * integral ones back as integers, as a Lua 5.4 user expects. */
+static void integers(lua_State *L, int idx, int depth)
+{
+    if (depth > 1000)
+        return;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+            double d = lua_tonumber(L, -1);
+            if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
+                lua_pushvalue(L, -2);
+                lua_pushinteger(L, (lua_Integer)d);
+                lua_rawset(L, idx);
+            }
+        } else if (lua_istable(L, -1)) {
+            integers(L, -1, depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+static void push_value(lua_State *L, nyx_pg_kind kind, const char *v)
+{
+    switch (kind) {
+    case NYX_PG_INT:
+    case NYX_PG_FLOAT:
+        if (lua_stringtonumber(L, v) == 0)
+            lua_pushstring(L, v); /* NaN, Infinity: keep PostgreSQL's text */
+        return;
+    case NYX_PG_BOOL:
+        lua_pushboolean(L, v[0] == 't');
+        return;
+    case NYX_PG_JSON:
+        lua_pushvalue(L, JSON_DECODE);
+        lua_pushstring(L, v);
+        lua_call(L, 1, 1);
+        if (lua_istable(L, -1))
+            integers(L, -1, 0);
+        return;
+    case NYX_PG_TEXT:
+        lua_pushstring(L, v);
+        return;
+    }
+}
+
+/* stack: +1 (array of rows, each a table keyed by column name) */
+static void push_rows(lua_State *L, nyx_pg_res *res)
+{
+    int rows = nyx_pg_ntuples(res), cols = nyx_pg_nfields(res);
+    lua_createtable(L, rows, 0);
+    for (int r = 0; r < rows; r++) {
+        lua_createtable(L, 0, cols);
+        for (int c = 0; c < cols; c++) {
+            const char *v = nyx_pg_value(res, r, c);
+            if (!v)
+                continue; /* NULL: the field is nil */
+            push_value(L, nyx_pg_fkind(res, c), v);
+            lua_setfield(L, -2, nyx_pg_fname(res, c));
+        }
+        lua_rawseti(L, -2, r + 1);
+    }
+}
+
+static void set_string(lua_State *L, const char *key, const char *v)
+{
+    if (v && *v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, key);
+    }
+}
+
+static int raise_sql(lua_State *L, conn *c, nyx_pg_res *res)
+{
+    nyx_pg_error e;
+    nyx_pg_res_error(c->pg, res, &e);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", e.message);
+    nyx_one_line(msg, sizeof msg);
+    nyx_push_error(L, e.connection_lost ? "connection" : "sql", msg);
+    set_string(L, "sqlstate", e.sqlstate);
+    set_string(L, "detail", e.detail);
+    set_string(L, "hint", e.hint);
+    set_string(L, "constraint", e.constraint);
+    set_string(L, "table", e.table);
+    set_string(L, "column", e.column);
+    if (e.position) {
+        lua_pushinteger(L, e.position);
+        lua_setfield(L, -2, "position");
+    }
+    return lua_error(L); /* the result is boxed: __gc frees it */
+}
+
+/* Runs the query at argument first with its parameters; leaves a boxed
+ * result on the stack and returns it. stack: +1 */
+static nyx_pg_res *run(lua_State *L, conn *c, int first)
+{
+    const char *sql = luaL_checkstring(L, first);
+    int n;
+    const char **p = params(L, first + 1, &n);
+    nyx_pg_res **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    luaL_setmetatable(L, RES_MT);
+    *box = nyx_pg_exec(c->pg, sql, n, p);
+    if (!*box)
+        return luaL_error(L, "out of memory"), NULL;
+    if (!nyx_pg_res_ok(*box))
+        raise_sql(L, c, *box);
+    return *box;
+}
+
+static int db_query(lua_State *L)
+{
+    int first;
+    conn *c = get_conn(L, &first);
+    nyx_pg_res *res = run(L, c, first);
+    push_rows(L, res);
+    return 1;
+}
+
+static int db_exec(lua_State *L)
+{
+    int first;
+    conn *c = get_conn(L, &first);
+    nyx_pg_res *res = run(L, c, first);
+    lua_Integer n = 0;
+    const char *tuples = nyx_pg_cmd_tuples(res);
+    if (*tuples)
+        n = (lua_Integer)strtoll(tuples, NULL, 10);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static void command(lua_State *L, conn *c, const char *sql)
+{
+    nyx_pg_res **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = NULL;
+    luaL_setmetatable(L, RES_MT);
+    *box = nyx_pg_exec_script(c->pg, sql);
+    if (!nyx_pg_res_ok(*box))
+        raise_sql(L, c, *box);
+    lua_pop(L, 1);
+}
+
+/* transaction(fn, ...): runs fn(...) inside BEGIN/COMMIT (a savepoint when
+ * nested); an error rolls back and is raised again unchanged. fn must not
+ * yield: other coroutines would see the connection mid-transaction. */
+static int db_transaction(lua_State *L)
+{
+    int first;
+    conn *c = get_conn(L, &first);
+    luaL_checktype(L, first, LUA_TFUNCTION);
+    char sql[64];
+    int depth = c->tx_depth;
+    if (depth == 0)
+        snprintf(sql, sizeof sql, "BEGIN");
+    else
+        snprintf(sql, sizeof sql, "SAVEPOINT nyx_tx_%d", depth);
+    command(L, c, sql);
+    c->tx_depth++;
+    int base = first - 1;
+    int status = lua_pcall(L, lua_gettop(L) - first, LUA_MULTRET, 0);
+    c->tx_depth--;
+    if (!c->pg) /* closed inside the transaction: nothing to finish */
+        return status == LUA_OK ? lua_gettop(L) - base : lua_error(L);
+    if (status == LUA_OK) {
+        if (depth == 0)
+            snprintf(sql, sizeof sql, "COMMIT");
+        else
+            snprintf(sql, sizeof sql, "RELEASE SAVEPOINT nyx_tx_%d", depth);
+        command(L, c, sql);
+        return lua_gettop(L) - base;
+    }
+    if (depth == 0)
+        snprintf(sql, sizeof sql, "ROLLBACK");
+    else
+        snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT nyx_tx_%d", depth);
+    nyx_pg_res *r = nyx_pg_exec_script(c->pg, sql); /* keep the first error */
+    nyx_pg_clear(r);
+    return lua_error(L);
+}
+
+static int db_info(lua_State *L)
+{
+    int first;
+    conn *c = get_conn(L, &first);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, nyx_pg_describe(c->pg));
+    lua_setfield(L, -2, "database");
+    lua_pushinteger(L, nyx_pg_server_version(c->pg));
+    lua_setfield(L, -2, "server_version");
+    lua_pushstring(L, c->source);
+    lua_setfield(L, -2, "source");
+    lua_pushboolean(L, c->embedded);
+    lua_setfield(L, -2, "embedded");
+    lua_pushboolean(L, nyx_pg_in_transaction(c->pg));
+    lua_setfield(L, -2, "in_transaction");
+    return 1;
+}
+
+/* Loads the migrations, boxed so an error frees them. stack: +1 */
+static int set_gc(lua_State *L)
+{
+    nyx_migrations_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+static nyx_migration_set *load_set(lua_State *L)
+{
+    nyx_migration_set *set = lua_newuserdatauv(L, sizeof *set, 0);
+    memset(set, 0, sizeof *set);
+    if (luaL_newmetatable(L, "nyx.db.migrations")) {
+        lua_pushcfunction(L, set_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    nyx_err err;
+    if (nyx_migrations_load(NULL, set, &err) < 0)
+        nyx_raise(L, "migration", err.msg);
+    return set;
+}
+
+static int db_migrate(lua_State *L)
+{
+    int first;
+    conn *c = get_conn(L, &first);
+    nyx_migration_set *set = load_set(L);
+    nyx_err err;
+    int n = nyx_migrate_apply(c->pg, set, NULL, NULL, &err);
+    if (n < 0)
+        nyx_raise(L, "migration", err.msg);
+    lua_pushinteger(L, n);
+    return 1;
+}
+
+static int db_status(lua_State *L)
+{
+    static const char *const states[] = {"pending", "applied", "changed",
+                                         "unknown"};
+    int first;
+    conn *c = get_conn(L, &first);
+    nyx_migration_set *set = load_set(L);
+    nyx_mig_status *s;
+    size_t n;
+    nyx_err err;
+    if (nyx_migrate_status(c->pg, set, &s, &n, &err) < 0)
+        nyx_raise(L, "migration", err.msg);
+    nyx_box_malloc(L, s);
+    lua_createtable(L, (int)n, 0);
+    for (size_t i = 0; i < n; i++) {
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, s[i].version);
+        lua_setfield(L, -2, "version");
+        lua_pushstring(L, s[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, states[s[i].state]);
+        lua_setfield(L, -2, "state");
+        set_string(L, "applied_at", s[i].applied_at);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    return 1;
+}
+
+/* Keywords from an optional overrides table {dbname = "x", ...}; the
+ * strings stay referenced by the table while k and v are in use. */
+static void overrides(lua_State *L, int idx, const char **k, const char **v,
+                      int max)
+{
+    int n = 0;
+    if (!lua_isnoneornil(L, idx)) {
+        luaL_checktype(L, idx, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, idx)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                luaL_error(L, "bad connection parameter (give name = \"value\" "
+                              "strings, e.g. {dbname = \"nyx\"})");
+            if (n >= max)
+                luaL_error(L, "too many connection parameters (at most %d)", max);
+            k[n] = lua_tostring(L, -2);
+            v[n++] = lua_tostring(L, -1);
+            lua_pop(L, 1);
+        }
+    }
+    k[n] = v[n] = NULL;
+}
+
+/* open(conninfo [, overrides]): a connection of its own. With migrate, the
+ * schema is brought up to date too. stack: +1 (conn) */
+static void open_conn(lua_State *L, int flags)
+{
+    const char *conninfo = luaL_optstring(L, 1, NULL);
+    const char *k[17], *v[17];
+    overrides(L, 2, k, v, 16);
+    nyx_err err;
+    nyx_pg *pg = nyx_db_open_conninfo(conninfo, k, v, flags, &err);
+    if (!pg)
+        raise_connection(L, err.msg, "the caller");
+    new_conn(L, pg, "the caller", 0);
+}
+
+static int db_open(lua_State *L)
+{
+    open_conn(L, 0);
+    return 1;
+}
+
+/* connect([conninfo [, overrides]]): replaces the default connection;
+ * without arguments, with the one the environment names. */
+static int db_connect(lua_State *L)
+{
+    lua_settop(L, 2);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &DEFAULT_KEY); /* kept until closed */
+    conn *old = lua_touserdata(L, 3);
+    if (lua_isnil(L, 1) && lua_isnil(L, 2)) {
+        connect_default(L);
+    } else {
+        open_conn(L, NYX_DB_MIGRATE);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &DEFAULT_KEY);
+    }
+    if (old && old->pg) {
+        nyx_pg_close(old->pg);
+        old->pg = NULL;
+    }
+    return 1;
+}
+
+static int db_close(lua_State *L)
+{
+    conn *c = luaL_testudata(L, 1, CONN_MT);
+    if (!c) {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &DEFAULT_KEY);
+        c = lua_touserdata(L, -1);
+    }
+    if (c) {
+        nyx_pg_close(c->pg);
+        c->pg = NULL;
+    }
+    return 0;
+}
+
+static int conn_tostring(lua_State *L)
+{
+    conn *c = luaL_checkudata(L, 1, CONN_MT);
+    if (c->pg)
+        lua_pushfstring(L, "nyx.db.conn (%s)", nyx_pg_describe(c->pg));
+    else
+        lua_pushliteral(L, "nyx.db.conn (closed)");
+    return 1;
+}
+
+static const luaL_Reg module_funcs[] = {
+    {"query", db_query},   {"exec", db_exec},       {"transaction", db_transaction},
+    {"info", db_info},     {"migrate", db_migrate}, {"status", db_status},
+    {"open", db_open},     {"connect", db_connect}, {"close", db_close},
+    {NULL, NULL}};
+
+static const luaL_Reg conn_methods[] = {
+    {"query", db_query},   {"exec", db_exec},       {"transaction", db_transaction},
+    {"info", db_info},     {"migrate", db_migrate}, {"status", db_status},
+    {"close", db_close},   {NULL, NULL}};
+
+/* Pushes a private cjson instance's encode and decode. stack: +2 */
+static void push_json(lua_State *L)
+{
+    luaL_requiref(L, "cjson", NULL, 0); /* preloaded by nyx_lua_new */
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "encode");
+    lua_getfield(L, -2, "decode");
+    lua_remove(L, -3);
+    lua_remove(L, -3);
+}
+
+int luaopen_nyx_db(lua_State *L)
+{
+    luaL_newmetatable(L, RES_MT);
+    lua_pushcfunction(L, res_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
+    luaL_newmetatable(L, CONN_MT);
+    lua_newtable(L);
+    push_json(L);
+    luaL_setfuncs(L, conn_methods, 2);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, conn_close);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, conn_close);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, conn_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+
+    luaL_newlibtable(L, module_funcs);
+    push_json(L);
+    luaL_setfuncs(L, module_funcs, 2);
+    return 1;
+}

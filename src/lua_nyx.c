@@ -1,0 +1,257 @@
+#include "lua_nyx.h"
+
+#include "lua-cjson.h"
+#include "paths.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+extern int luaopen_cjson_safe(lua_State *L);
+
+/* ---- structured errors ----------------------------------------------- */
+
+static int error_tostring(lua_State *L)
+{
+    lua_getfield(L, 1, "message");
+    if (!lua_isstring(L, -1))
+        lua_pushliteral(L, "(nyx error without a message)");
+    return 1;
+}
+
+void nyx_push_error(lua_State *L, const char *type, const char *message)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, type);
+    lua_setfield(L, -2, "type");
+    lua_pushstring(L, message);
+    lua_setfield(L, -2, "message");
+    if (luaL_newmetatable(L, "nyx.error")) {
+        lua_pushcfunction(L, error_tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
+    lua_setmetatable(L, -2);
+}
+
+int nyx_raise(lua_State *L, const char *type, const char *message)
+{
+    nyx_push_error(L, type, message);
+    return lua_error(L);
+}
+
+static int box_gc(lua_State *L)
+{
+    void **box = lua_touserdata(L, 1);
+    free(*box);
+    *box = NULL;
+    return 0;
+}
+
+void nyx_box_malloc(lua_State *L, void *p)
+{
+    void **box = lua_newuserdatauv(L, sizeof *box, 0);
+    *box = p;
+    if (luaL_newmetatable(L, "nyx.malloc")) {
+        lua_pushcfunction(L, box_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+}
+
+/* ---- the door from C into Lua ---------------------------------------- */
+
+/* An error that comes from the world outside the script (no database to
+ * connect to) says all it needs in one line: no traceback. */
+static int is_environment_error(lua_State *L, int idx)
+{
+    if (!lua_istable(L, idx))
+        return 0;
+    lua_getfield(L, idx, "type");
+    int yes = lua_isstring(L, -1) &&
+              strcmp(lua_tostring(L, -1), "connection") == 0;
+    lua_pop(L, 1);
+    return yes;
+}
+
+static int msghandler(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        int env = is_environment_error(L, 1);
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+            if (env)
+                return 1;
+            msg = lua_tostring(L, -1);
+        } else {
+            msg = lua_pushfstring(L, "(error object is a %s value)",
+                                  luaL_typename(L, 1));
+        }
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int nyx_pcall(lua_State *L, int nargs, int nresults)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    int status = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    return status;
+}
+
+int nyx_report(lua_State *L, int status)
+{
+    if (status != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        fprintf(stderr, "nyx: %s\n", msg ? msg : "(error without a message)");
+        fflush(stderr);
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+/* ---- nyx.core -------------------------------------------------------- */
+
+static int core_uuid(lua_State *L)
+{
+    uuid_t u;
+    char s[37];
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, s);
+    lua_pushstring(L, s);
+    return 1;
+}
+
+int luaopen_nyx_core(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {{"uuid", core_uuid}, {NULL, NULL}};
+    luaL_newlib(L, funcs);
+    lua_pushliteral(L, NYX_VERSION);
+    lua_setfield(L, -2, "version");
+    const char *home = nyx_home();
+    if (home) {
+        lua_pushstring(L, home);
+        lua_setfield(L, -2, "home");
+    }
+    lua_pushstring(L, nyx_exe_path());
+    lua_setfield(L, -2, "executable");
+    return 1;
+}
+
+/* ---- finding modules ------------------------------------------------- */
+
+/* package.searchers entry for the copies of the lua/nyx files compiled into
+ * the binary; it runs after the path searcher, so files on disk win. */
+static int embedded_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "lua/");
+    luaL_addgsub(&b, name, ".", "/");
+    luaL_pushresult(&b);
+    const char *base = lua_tostring(L, -1);
+    const nyx_asset *a = NULL;
+    const char *suffixes[] = {".lua", "/init.lua"};
+    for (int i = 0; i < 2 && !a; i++) {
+        lua_pushfstring(L, "%s%s", base, suffixes[i]);
+        a = nyx_asset_find(lua_tostring(L, -1));
+        if (!a)
+            lua_pop(L, 1);
+    }
+    if (!a) {
+        lua_pushfstring(L, "no embedded file '%s.lua'", base);
+        return 1;
+    }
+    const char *chunkname = lua_pushfstring(L, "@(embedded)/%s", a->name);
+    if (luaL_loadbufferx(L, a->data, a->size, chunkname, "t") != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from %s:\n\t%s", name,
+                          chunkname + 1, lua_tostring(L, -1));
+    lua_pushstring(L, chunkname + 1);
+    return 2;
+}
+
+static void add_searcher(lua_State *L)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "searchers");
+    lua_Integer n = luaL_len(L, -1);
+    for (lua_Integer i = n; i >= 3; i--) { /* insert as the 3rd searcher */
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushcfunction(L, embedded_searcher);
+    lua_rawseti(L, -2, 3);
+    lua_pop(L, 2);
+}
+
+/* Appends to b the entries of a NYX_LUA_PATH: templates with '?' as they
+ * are, plain folders as folder/?.lua;folder/?/init.lua. */
+static void add_user_path(luaL_Buffer *b, const char *list)
+{
+    while (*list) {
+        size_t n = strcspn(list, ";");
+        if (n > 0) {
+            luaL_addlstring(b, list, n);
+            if (!memchr(list, '?', n)) {
+                luaL_addstring(b, "/?.lua;");
+                luaL_addlstring(b, list, n);
+                luaL_addstring(b, "/?/init.lua");
+            }
+            luaL_addchar(b, ';');
+        }
+        list += n + (list[n] == ';');
+    }
+}
+
+static void set_path(lua_State *L, int ignore_env)
+{
+    lua_getglobal(L, "package");
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    const char *home = nyx_home();
+    if (home) {
+        lua_pushfstring(L, "%s/lua/?.lua;%s/lua/?/init.lua;", home, home);
+        luaL_addvalue(&b);
+    }
+    const char *user = ignore_env ? NULL : getenv("NYX_LUA_PATH");
+    if (user)
+        add_user_path(&b, user);
+    lua_getfield(L, -2, "path"); /* LUA_PATH_5_4, LUA_PATH or the default */
+    luaL_addvalue(&b);
+    luaL_pushresult(&b);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+}
+
+static void preload(lua_State *L, const char *name, lua_CFunction f)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+lua_State *nyx_lua_new(int ignore_env)
+{
+    lua_State *L = luaL_newstate();
+    if (!L)
+        return NULL;
+    if (ignore_env) { /* what lua -E does: luaopen_package reads this */
+        lua_pushboolean(L, 1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+    }
+    luaL_openlibs(L);
+    lua_gc(L, LUA_GCGEN, 0, 0);
+    preload(L, "cjson", luaopen_cjson);
+    preload(L, "cjson.safe", luaopen_cjson_safe);
+    preload(L, "nyx.core", luaopen_nyx_core);
+    preload(L, "nyx.db", luaopen_nyx_db);
+    set_path(L, ignore_env);
+    add_searcher(L);
+    return L;
+}

@@ -1,0 +1,36 @@
+/* The Lua side of nyx: creating the state with the nyx modules in it, the
+ * one door from C into Lua (nyx_pcall), and nyx's structured errors. */
+#ifndef NYX_LUA_NYX_H
+#define NYX_LUA_NYX_H
+
+#include <lua.h>
+
+/* A Lua state with the standard libraries, lua-cjson, the nyx modules
+ * preloaded, package.path starting with nyx's lua/ folder and
+ * NYX_LUA_PATH, and the embedded library as a fallback searcher. With
+ * ignore_env, LUA_PATH & co. and NYX_LUA_PATH are ignored (lua -E). */
+lua_State *nyx_lua_new(int ignore_env);
+
+/* lua_pcall with a traceback handler: on error, the message (with its
+ * traceback) is left on the stack. */
+int nyx_pcall(lua_State *L, int nargs, int nresults);
+
+/* Prints the error on top of the stack to stderr as "nyx: ..." if status
+ * is not LUA_OK; returns status. */
+int nyx_report(lua_State *L, int status);
+
+/* Pushes a structured error: a table {type=..., message=...} with the
+ * "nyx.error" metatable (__tostring gives the message). stack: +1 */
+void nyx_push_error(lua_State *L, const char *type, const char *message);
+
+/* Pushes a structured error and raises it. */
+int nyx_raise(lua_State *L, const char *type, const char *message);
+
+/* Gives a malloc'd block to the garbage collector: a userdata whose __gc
+ * frees it, so a raise cannot leak it. stack: +1 */
+void nyx_box_malloc(lua_State *L, void *p);
+
+int luaopen_nyx_core(lua_State *L);
+int luaopen_nyx_db(lua_State *L);
+
+#endif

@@ -1,0 +1,223 @@
+/* nyx's entry point: a command (db, help, version) or, like the standalone
+ * lua interpreter (lua.c), a script with its arguments and options. */
+#include "cli.h"
+#include "lua_nyx.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct opts {
+    int ignore_env, warnings, version;
+    int script; /* index in argv of the script, or argc when none */
+    int lua_opts; /* -e and -l seen: they run in order, before the script */
+} opts;
+
+/* The option's argument: attached ("-eCODE") or the next word. */
+static const char *option_arg(int argc, char **argv, int *i)
+{
+    if (argv[*i][2])
+        return argv[*i] + 2;
+    if (*i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+/* Reads options up to the script or command; returns -1 when done (all
+ * good), or an exit status. */
+static int parse(int argc, char **argv, opts *o)
+{
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || strcmp(a, "-") == 0)
+            break;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            nyx_cli_usage();
+            return NYX_EXIT_OK;
+        }
+        if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+            o->version = 1;
+        } else if (strcmp(a, "-E") == 0) {
+            o->ignore_env = 1;
+        } else if (strcmp(a, "-W") == 0) {
+            o->warnings = 1;
+        } else if (a[1] == 'e' || a[1] == 'l') {
+            if (!option_arg(argc, argv, &i)) {
+                char what[64];
+                snprintf(what, sizeof what, "'%s' needs an argument", a);
+                return nyx_cli_usage_error(what);
+            }
+            o->lua_opts = 1;
+        } else {
+            char what[256];
+            snprintf(what, sizeof what, "unknown option '%s'", a);
+            return nyx_cli_usage_error(what);
+        }
+    }
+    o->script = i;
+    return -1;
+}
+
+/* arg as lua.c builds it: arg[0] the script, arg[1..] its arguments,
+ * negative indices the interpreter and its options. */
+static void create_arg_table(lua_State *L, int argc, char **argv, int script)
+{
+    if (script == argc)
+        script = 0; /* no script: arg[0] is the interpreter */
+    lua_createtable(L, argc - script - 1 > 0 ? argc - script - 1 : 0, script + 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - script);
+    }
+    lua_setglobal(L, "arg");
+}
+
+/* Calls the chunk loaded with this status, which sits below its nargs
+ * arguments; if loading failed (nargs is then 0), reports why. */
+static int run_chunk(lua_State *L, int status, int nargs)
+{
+    if (status == LUA_OK)
+        status = nyx_pcall(L, nargs, 0);
+    return nyx_report(L, status);
+}
+
+static int run_string(lua_State *L, const char *code, const char *name)
+{
+    return run_chunk(L, luaL_loadbuffer(L, code, strlen(code), name), 0);
+}
+
+/* -l mod, or -l g=mod: require mod into global mod (or g). */
+static int run_require(lua_State *L, const char *spec)
+{
+    const char *eq = strchr(spec, '=');
+    const char *mod = eq ? eq + 1 : spec;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, mod);
+    int status = nyx_pcall(L, 1, 1);
+    if (status == LUA_OK) {
+        if (eq)
+            lua_pushlstring(L, spec, (size_t)(eq - spec));
+        else
+            lua_pushstring(L, mod);
+        lua_insert(L, -2);
+        lua_setglobal(L, lua_tostring(L, -2));
+        lua_pop(L, 1);
+    }
+    return nyx_report(L, status);
+}
+
+static int run_init(lua_State *L)
+{
+    const char *name = "=LUA_INIT_5_4";
+    const char *init = getenv(name + 1);
+    if (!init) {
+        name = "=LUA_INIT";
+        init = getenv(name + 1);
+    }
+    if (!init)
+        return LUA_OK;
+    if (init[0] == '@')
+        return run_chunk(L, luaL_loadfile(L, init + 1), 0);
+    return run_string(L, init, name);
+}
+
+static int run_options(lua_State *L, int argc, char **argv, const opts *o)
+{
+    for (int i = 1; i < o->script; i++) {
+        const char *a = argv[i];
+        if (a[0] != '-' || (a[1] != 'e' && a[1] != 'l'))
+            continue;
+        const char *v = option_arg(argc, argv, &i);
+        int status = a[1] == 'e' ? run_string(L, v, "=(command line)")
+                                 : run_require(L, v);
+        if (status != LUA_OK)
+            return status;
+    }
+    return LUA_OK;
+}
+
+static int run_script(lua_State *L, int argc, char **argv, int script)
+{
+    const char *fname = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
+    int status = luaL_loadfile(L, fname);
+    if (status != LUA_OK)
+        return run_chunk(L, status, 0);
+    int n = argc - script - 1;
+    luaL_checkstack(L, n + 3, "too many arguments to script");
+    for (int i = 1; i <= n; i++)
+        lua_pushstring(L, argv[script + i]);
+    return run_chunk(L, status, n);
+}
+
+/* Loads the nyx module into the global nyx, as the script expects. */
+static int load_nyx(lua_State *L)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "nyx");
+    int status = nyx_pcall(L, 1, 1);
+    if (status == LUA_OK)
+        lua_setglobal(L, "nyx");
+    return nyx_report(L, status);
+}
+
+static int run_lua(int argc, char **argv, const opts *o)
+{
+    lua_State *L = nyx_lua_new(o->ignore_env);
+    if (!L) {
+        fprintf(stderr, "nyx: cannot create the Lua state: out of memory\n");
+        return NYX_EXIT_FAILURE;
+    }
+    if (o->warnings)
+        lua_warning(L, "@on", 0);
+    create_arg_table(L, argc, argv, o->script);
+    int status = load_nyx(L);
+    if (status == LUA_OK && !o->ignore_env)
+        status = run_init(L);
+    if (status == LUA_OK)
+        status = run_options(L, argc, argv, o);
+    if (status == LUA_OK && o->script < argc)
+        status = run_script(L, argc, argv, o->script);
+    lua_close(L);
+    return status == LUA_OK ? NYX_EXIT_OK : NYX_EXIT_FAILURE;
+}
+
+static int is_script(const char *word)
+{
+    size_t n = strlen(word);
+    return strcmp(word, "-") == 0 || strchr(word, '/') ||
+           (n > 4 && strcmp(word + n - 4, ".lua") == 0) ||
+           access(word, F_OK) == 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o = {0};
+    int rc = parse(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    if (o.version)
+        nyx_cli_version();
+    /* A command word wins over a file of that name: ./db runs the file. */
+    if (o.script < argc && nyx_cli_is_command(argv[o.script]))
+        return nyx_cli_run(argc - o.script, argv + o.script);
+    if (o.script < argc && !is_script(argv[o.script])) {
+        char what[300];
+        snprintf(what, sizeof what,
+                 "unknown command '%.200s' (and no script file by that name)",
+                 argv[o.script]);
+        return nyx_cli_usage_error(what);
+    }
+    if (o.script == argc && !o.lua_opts) {
+        if (!o.version)
+            nyx_cli_usage();
+        return NYX_EXIT_OK;
+    }
+    return run_lua(argc, argv, &o);
+}

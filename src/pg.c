@@ -1,0 +1,215 @@
+#include "pg.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct nyx_pg {
+    PGconn *conn;
+    char describe[512];
+};
+
+/* Type OIDs from pg_type.h, which is not part of libpq's public headers. */
+enum {
+    BOOLOID = 16,
+    INT8OID = 20,
+    INT2OID = 21,
+    INT4OID = 23,
+    OIDOID = 26,
+    JSONOID = 114,
+    FLOAT4OID = 700,
+    FLOAT8OID = 701,
+    NUMERICOID = 1700,
+    JSONBOID = 3802
+};
+
+static void describe(nyx_pg *pg)
+{
+    const char *db = PQdb(pg->conn), *host = PQhost(pg->conn);
+    const char *port = PQport(pg->conn);
+    db = db ? db : "?";
+    if (!host || !*host)
+        host = "the default socket";
+    if (host[0] == '/')
+        snprintf(pg->describe, sizeof pg->describe, "database \"%s\" on %s", db,
+                 host);
+    else
+        snprintf(pg->describe, sizeof pg->describe, "database \"%s\" on %s:%s",
+                 db, host, port && *port ? port : "5432");
+}
+
+static void notice(void *arg, const PGresult *res)
+{
+    /* client_min_messages = warning lets only warnings through. */
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    fprintf(stderr, "nyx: postgres: %s\n", msg ? msg : "(warning)");
+}
+
+nyx_pg *nyx_pg_connect(const char *conninfo, const char *const *keys,
+                       const char *const *vals, nyx_err *err)
+{
+    const char *k[16], *v[16];
+    int n = 0;
+    k[n] = "dbname", v[n++] = conninfo ? conninfo : "";
+    k[n] = "fallback_application_name", v[n++] = "nyx";
+    for (int i = 0; keys && keys[i] && n < 15; i++)
+        k[n] = keys[i], v[n++] = vals[i];
+    k[n] = v[n] = NULL;
+
+    nyx_pg *pg = calloc(1, sizeof *pg);
+    if (!pg) {
+        nyx_errf(err, "cannot connect to PostgreSQL: out of memory");
+        return NULL;
+    }
+    pg->conn = PQconnectdbParams(k, v, 1);
+    if (!pg->conn) {
+        nyx_errf(err, "cannot connect to PostgreSQL: out of memory");
+        free(pg);
+        return NULL;
+    }
+    describe(pg);
+    if (PQstatus(pg->conn) != CONNECTION_OK) {
+        nyx_errf(err, "cannot connect to %s: %s", pg->describe,
+                 PQerrorMessage(pg->conn));
+        nyx_pg_close(pg);
+        return NULL;
+    }
+    PQsetNoticeReceiver(pg->conn, notice, NULL);
+    if (nyx_pg_run(pg,
+                   "SET TIME ZONE 'UTC'; SET client_min_messages = warning",
+                   0, NULL, "setting up the session", err) < 0) {
+        nyx_pg_close(pg);
+        return NULL;
+    }
+    return pg;
+}
+
+void nyx_pg_close(nyx_pg *pg)
+{
+    if (!pg)
+        return;
+    PQfinish(pg->conn);
+    free(pg);
+}
+
+const char *nyx_pg_describe(const nyx_pg *pg) { return pg->describe; }
+
+int nyx_pg_server_version(const nyx_pg *pg)
+{
+    return PQserverVersion(pg->conn);
+}
+
+int nyx_pg_in_transaction(const nyx_pg *pg)
+{
+    PGTransactionStatusType s = PQtransactionStatus(pg->conn);
+    return s == PQTRANS_INTRANS || s == PQTRANS_INERROR;
+}
+
+nyx_pg_res *nyx_pg_exec(nyx_pg *pg, const char *sql, int nparams,
+                        const char *const *params)
+{
+    return PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+}
+
+nyx_pg_res *nyx_pg_exec_script(nyx_pg *pg, const char *sql)
+{
+    return PQexec(pg->conn, sql);
+}
+
+void nyx_pg_clear(nyx_pg_res *res) { PQclear(res); }
+
+int nyx_pg_run(nyx_pg *pg, const char *sql, int nparams,
+               const char *const *params, const char *context, nyx_err *err)
+{
+    PGresult *res = nparams ? nyx_pg_exec(pg, sql, nparams, params)
+                            : nyx_pg_exec_script(pg, sql);
+    if (nyx_pg_res_ok(res)) {
+        PQclear(res);
+        return 0;
+    }
+    nyx_pg_error e;
+    nyx_pg_res_error(pg, res, &e);
+    nyx_errf(err, "%s: %s", context, e.message);
+    PQclear(res);
+    return -1;
+}
+
+int nyx_pg_res_ok(const nyx_pg_res *res)
+{
+    ExecStatusType s = PQresultStatus(res);
+    return res && (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK ||
+                   s == PGRES_EMPTY_QUERY);
+}
+
+int nyx_pg_ntuples(const nyx_pg_res *res) { return PQntuples(res); }
+int nyx_pg_nfields(const nyx_pg_res *res) { return PQnfields(res); }
+const char *nyx_pg_fname(const nyx_pg_res *res, int col)
+{
+    return PQfname(res, col);
+}
+
+nyx_pg_kind nyx_pg_fkind(const nyx_pg_res *res, int col)
+{
+    switch (PQftype(res, col)) {
+    case BOOLOID:
+        return NYX_PG_BOOL;
+    case INT2OID:
+    case INT4OID:
+    case INT8OID:
+    case OIDOID:
+        return NYX_PG_INT;
+    case FLOAT4OID:
+    case FLOAT8OID:
+    case NUMERICOID:
+        return NYX_PG_FLOAT;
+    case JSONOID:
+    case JSONBOID:
+        return NYX_PG_JSON;
+    default:
+        return NYX_PG_TEXT;
+    }
+}
+
+const char *nyx_pg_value(const nyx_pg_res *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+const char *nyx_pg_cmd_tuples(const nyx_pg_res *res)
+{
+    return PQcmdTuples((PGresult *)res);
+}
+
+static const char *field(const PGresult *res, int code)
+{
+    const char *s = res ? PQresultErrorField(res, code) : NULL;
+    return s ? s : "";
+}
+
+void nyx_pg_res_error(const nyx_pg *pg, const nyx_pg_res *res,
+                      nyx_pg_error *out)
+{
+    out->sqlstate = field(res, PG_DIAG_SQLSTATE);
+    out->message = field(res, PG_DIAG_MESSAGE_PRIMARY);
+    out->detail = field(res, PG_DIAG_MESSAGE_DETAIL);
+    out->hint = field(res, PG_DIAG_MESSAGE_HINT);
+    out->constraint = field(res, PG_DIAG_CONSTRAINT_NAME);
+    out->table = field(res, PG_DIAG_TABLE_NAME);
+    out->column = field(res, PG_DIAG_COLUMN_NAME);
+    out->position = atoi(field(res, PG_DIAG_STATEMENT_POSITION));
+    out->connection_lost = PQstatus(pg->conn) != CONNECTION_OK;
+    if (!*out->message) /* no server message: libpq's own (lost connection) */
+        out->message = res && *PQresultErrorMessage(res)
+                           ? PQresultErrorMessage(res)
+                           : PQerrorMessage(pg->conn);
+    if (!*out->message)
+        out->message = "out of memory";
+}
+
+int nyx_pg_ping(const char *conninfo)
+{
+    return PQping(conninfo) == PQPING_OK;
+}
+
+int nyx_pg_lib_version(void) { return PQlibVersion(); }

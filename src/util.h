@@ -1,0 +1,46 @@
+/* Small helpers shared by the C services: one-line errors, bounded
+ * formatting, whole-file reads, a growable byte buffer. */
+#ifndef NYX_UTIL_H
+#define NYX_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/* A service reports failure by filling one of these with a single line
+ * that says what went wrong and, where it can, what to do. */
+typedef struct nyx_err {
+    char msg[1024];
+} nyx_err;
+
+void nyx_errf(nyx_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* snprintf that reports truncation: 0 on success, -1 if it did not fit. */
+int nyx_fmt(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Reads a whole file into a NUL-terminated malloc'd buffer. */
+char *nyx_read_file(const char *path, size_t *len, nyx_err *err);
+
+/* Replaces line breaks with "; " and trims trailing blanks, in place, so a
+ * multi-line library message (libpq's) prints as one line. cap is the
+ * size of the buffer s points into. */
+char *nyx_one_line(char *s, size_t cap);
+
+/* 64-bit FNV-1a, as 16 lowercase hex digits plus NUL. */
+void nyx_fnv1a_hex(const char *data, size_t len, char out[17]);
+
+/* mkdir -p with the given mode for each directory it creates. */
+int nyx_mkdirs(const char *path, unsigned mode, nyx_err *err);
+
+typedef struct nyx_buf {
+    char *data;
+    size_t len, cap;
+} nyx_buf;
+
+int nyx_buf_add(nyx_buf *b, const char *data, size_t len);
+int nyx_buf_addf(nyx_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void nyx_buf_free(nyx_buf *b);
+
+#endif
