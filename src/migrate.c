@@ -105,14 +105,18 @@ static int by_version(const void *a, const void *b)
     return (x->version > y->version) - (x->version < y->version);
 }
 
+const char NYX_MIGRATIONS_EMBEDDED[] = "embedded";
+
 int nyx_migrations_load(const char *dir, nyx_migration_set *set, nyx_err *err)
 {
     memset(set, 0, sizeof *set);
     char path[4096];
     struct stat st;
     const char *home = nyx_home();
-    if (!dir && home && nyx_fmt(path, sizeof path, "%s/sql", home) == 0 &&
-        stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+    if (dir == NYX_MIGRATIONS_EMBEDDED)
+        dir = NULL;
+    else if (!dir && home && nyx_fmt(path, sizeof path, "%s/sql", home) == 0 &&
+             stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         dir = path;
     snprintf(set->source, sizeof set->source, "%s", dir ? dir : "embedded");
     int rc = dir ? load_dir(dir, set, err) : load_embedded(set, err);

@@ -24,6 +24,8 @@ typedef struct nyx_migration_set {
  * back to the copies compiled into the binary. Sorted by version;
  * duplicate versions and names without a leading number are errors. */
 int nyx_migrations_load(const char *dir, nyx_migration_set *set, nyx_err *err);
+/* Pass as dir for the embedded copies, whatever is on disk. */
+extern const char NYX_MIGRATIONS_EMBEDDED[];
 void nyx_migrations_free(nyx_migration_set *set);
 
 typedef enum {

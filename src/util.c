@@ -86,7 +86,7 @@ char *nyx_one_line(char *s, size_t cap)
 
 void nyx_fnv1a_hex(const char *data, size_t len, char out[17])
 {
-    unsigned long long h = 1469598103934665603ULL;
+    unsigned long long h = 14695981039346656037ULL;
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)data[i];
         h *= 1099511628211ULL;

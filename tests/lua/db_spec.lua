@@ -1,0 +1,146 @@
+-- nyx.db: parameters in, typed values out, structured errors, transactions.
+local H = require "tests.lua.helper"
+
+describe("nyx.db", function()
+  local dbname
+  setup(function() dbname = H.fresh_db() end)
+  teardown(function() H.drop_db(dbname) end)
+
+  before_each(function()
+    nyx.db.exec("DROP TABLE IF EXISTS t")
+    nyx.db.exec("CREATE TABLE t (id serial PRIMARY KEY, n int, x numeric, b boolean, s text, j jsonb)")
+  end)
+
+  it("connects to the database it was given, migrated", function()
+    local info = nyx.db.info()
+    assert.matches('database "' .. dbname .. '"', info.database, 1, true)
+    assert.is_true(info.server_version >= 130000)
+    assert.is_false(info.in_transaction)
+    assert.are.equal(6, nyx.db.query("SELECT count(*) AS n FROM system_config")[1].n)
+    for _, m in ipairs(nyx.db.status()) do assert.are.equal("applied", m.state, m.name) end
+    assert.are.equal(0, nyx.db.migrate())
+  end)
+
+  it("passes values as parameters and returns them typed", function()
+    local meta = { name = "x", list = { 1, 2.5, "three" }, nested = { deep = true } }
+    nyx.db.exec("INSERT INTO t (n, x, b, s, j) VALUES ($1, $2, $3, $4, $5)", 42, 0.125, true, "it's; -- not SQL", meta)
+    local row = nyx.db.query("SELECT * FROM t")[1]
+    assert.are.equal(42, row.n)
+    assert.are.equal("integer", math.type(row.n))
+    assert.are.equal(0.125, row.x)
+    assert.is_true(row.b)
+    assert.are.equal("it's; -- not SQL", row.s)
+    assert.are.same({ name = "x", list = { 1, 2.5, "three" }, nested = { deep = true } }, row.j)
+    assert.are.equal("integer", math.type(row.j.list[1]))
+    assert.are.equal("float", math.type(row.j.list[2]))
+  end)
+
+  it("maps nil to NULL and NULL to nil", function()
+    nyx.db.exec("INSERT INTO t (n, s) VALUES ($1, $2)", nil, "only s")
+    local row = nyx.db.query("SELECT n, s, j FROM t")[1]
+    assert.is_nil(row.n)
+    assert.is_nil(row.j)
+    assert.are.equal("only s", row.s)
+    assert.are.same({ { a = 1 } }, nyx.db.query("SELECT $1::int AS a", 1))
+    assert.is_nil(nyx.db.query("SELECT $1::int AS a, $2::text AS b", nil, nil)[1].a)
+  end)
+
+  it("round-trips large integers and exact floats", function()
+    local r = nyx.db.query("SELECT $1::bigint AS big, $2::float8 AS f, $3::float8 AS third",
+                           math.maxinteger, 0.1, 1 / 3)[1]
+    assert.are.equal(math.maxinteger, r.big)
+    assert.are.equal(0.1, r.f)
+    assert.are.equal(1 / 3, r.third)
+  end)
+
+  it("returns rows in order and counts affected rows", function()
+    for i = 1, 5 do nyx.db.exec("INSERT INTO t (n) VALUES ($1)", i) end
+    local rows = nyx.db.query("SELECT n FROM t ORDER BY n DESC")
+    assert.are.equal(5, #rows)
+    assert.are.equal(5, rows[1].n)
+    assert.are.equal(1, rows[5].n)
+    assert.are.equal(3, nyx.db.exec("UPDATE t SET s = 'big' WHERE n > $1", 2))
+    assert.are.equal(0, nyx.db.exec("UPDATE t SET s = 'none' WHERE n > 100"))
+    assert.are.same({}, nyx.db.query("SELECT * FROM t WHERE false"))
+  end)
+
+  it("raises structured SQL errors", function()
+    nyx.db.exec("CREATE UNIQUE INDEX t_s_unique ON t (s)")
+    nyx.db.exec("INSERT INTO t (s) VALUES ($1)", "dup")
+    local ok, e = pcall(nyx.db.exec, "INSERT INTO t (s) VALUES ($1)", "dup")
+    assert.is_false(ok)
+    assert.are.equal("sql", e.type)
+    assert.are.equal("23505", e.sqlstate)
+    assert.are.equal("t_s_unique", e.constraint)
+    assert.are.equal("t", e.table)
+    assert.matches("(s)=(dup)", e.detail, 1, true)
+    assert.matches("duplicate key value violates unique constraint", tostring(e), 1, true)
+    ok, e = pcall(nyx.db.query, "SELECT nope FROM t")
+    assert.are.equal("42703", e.sqlstate)
+    assert.are.equal(8, e.position)
+    ok, e = pcall(nyx.db.query, "SELECT $1::int", "not a number")
+    assert.are.equal("22P02", e.sqlstate)
+  end)
+
+  it("refuses values that cannot go into SQL", function()
+    local ok, e = pcall(nyx.db.query, "SELECT $1", print)
+    assert.is_false(ok)
+    assert.matches("bad query parameter $1 (function cannot go into SQL", e, 1, true)
+    ok, e = pcall(nyx.db.query)
+    assert.matches("bad argument #1 to 'nyx.db.query' (string expected, got no value)", e, 1, true)
+  end)
+
+  it("commits a transaction and rolls it back on error", function()
+    local a, b = nyx.db.transaction(function(x, y)
+      nyx.db.exec("INSERT INTO t (n) VALUES (1)")
+      assert.is_true(nyx.db.info().in_transaction)
+      return x + y, "second"
+    end, 2, 3)
+    assert.are.equal(5, a)
+    assert.are.equal("second", b)
+    local sentinel = { why = "changed my mind" }
+    local ok, e = pcall(nyx.db.transaction, function()
+      nyx.db.exec("INSERT INTO t (n) VALUES (2)")
+      error(sentinel)
+    end)
+    assert.is_false(ok)
+    assert.are.equal(sentinel, e) -- the error comes back unchanged
+    assert.is_false(nyx.db.info().in_transaction)
+    assert.are.same({ { n = 1 } }, nyx.db.query("SELECT n FROM t"))
+  end)
+
+  it("nests transactions as savepoints", function()
+    nyx.db.transaction(function()
+      nyx.db.exec("INSERT INTO t (n) VALUES (1)")
+      pcall(nyx.db.transaction, function()
+        nyx.db.exec("INSERT INTO t (n) VALUES (2)")
+        nyx.db.query("SELECT 1/0")
+      end)
+      nyx.db.transaction(function() nyx.db.exec("INSERT INTO t (n) VALUES (3)") end)
+    end)
+    assert.are.same({ { n = 1 }, { n = 3 } }, nyx.db.query("SELECT n FROM t ORDER BY n"))
+  end)
+
+  it("opens separate connections that close", function()
+    local other = nyx.db.open(H.url_for(dbname))
+    assert.matches("nyx.db.conn %(database \"" .. dbname, tostring(other))
+    other:exec("INSERT INTO t (n) VALUES (9)")
+    assert.are.equal(9, nyx.db.query("SELECT n FROM t")[1].n)
+    other:close()
+    other:close() -- twice is fine
+    local ok, e = pcall(other.query, other, "SELECT 1")
+    assert.is_false(ok)
+    assert.are.equal("connection", e.type)
+    assert.matches("closed", e.message)
+    do
+      local scoped <close> = nyx.db.open(H.url_for(dbname))
+      assert.are.equal(1, scoped:query("SELECT 1 AS x")[1].x)
+    end
+  end)
+
+  it("keeps the database unchanged when a statement fails", function()
+    nyx.db.exec("INSERT INTO t (n) VALUES (1)")
+    pcall(nyx.db.exec, "INSERT INTO t (n) VALUES (2), ('x')")
+    assert.are.same({ { c = 1 } }, nyx.db.query("SELECT count(*) AS c FROM t"))
+  end)
+end)
