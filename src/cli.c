@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The help is laid out as it prints. */
+/* clang-format off */
 static const char USAGE[] =
     "usage: nyx [options] SCRIPT [ARGS...]   run a Lua script with the nyx module\n"
     "       nyx COMMAND [ARGS...]\n"
@@ -55,12 +57,16 @@ static const char HELP_DB[] =
     "as the 'postgres' account (or NYX_PG_USER); NYX_PG_BINDIR says where\n"
     "initdb and pg_ctl are if nyx does not find them.\n";
 
+/* clang-format on */
+
 static const char HELP_HELP[] = "usage: nyx help [COMMAND]\n";
 static const char HELP_VERSION[] = "usage: nyx version (or nyx --version)\n";
 
 static const struct topic {
     const char *name, *text;
-} TOPICS[] = {{"db", HELP_DB}, {"help", HELP_HELP}, {"version", HELP_VERSION},
+} TOPICS[] = {{"db", HELP_DB},
+              {"help", HELP_HELP},
+              {"version", HELP_VERSION},
               {NULL, NULL}};
 
 int nyx_cli_is_command(const char *word)
@@ -103,8 +109,8 @@ static int cmd_help(int argc, char **argv)
             return NYX_EXIT_OK;
         }
     char what[256];
-    snprintf(what, sizeof what, "no help for '%s' (commands: db, help, version)",
-             argv[1]);
+    snprintf(what, sizeof what,
+             "no help for '%s' (commands: db, help, version)", argv[1]);
     return nyx_cli_usage_error(what);
 }
 
@@ -227,8 +233,10 @@ static int cmd_db(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(void);
-    } SUB[] = {{"migrate", db_migrate}, {"status", db_status},
-               {"start", db_start},     {"stop", db_stop},
+    } SUB[] = {{"migrate", db_migrate},
+               {"status", db_status},
+               {"start", db_start},
+               {"stop", db_stop},
                {NULL, NULL}};
     if (argc < 2) {
         fputs(HELP_DB, stderr);

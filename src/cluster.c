@@ -19,7 +19,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#define SOCKET_NAME "/.s.PGSQL.5432"
+#define SOCKET_NAME  "/.s.PGSQL.5432"
 #define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 on Linux */
 
 static void note(nyx_cluster *c, const char *fmt, ...)
@@ -296,8 +296,14 @@ static int pick_account(nyx_cluster *c, nyx_err *err)
 
 /* POSIX ACLs as Linux stores them in the system.posix_acl_access xattr. */
 #define ACL_XATTR "system.posix_acl_access"
-enum { A_USER_OBJ = 1, A_USER = 2, A_GROUP_OBJ = 4, A_GROUP = 8,
-       A_MASK = 0x10, A_OTHER = 0x20 };
+enum {
+    A_USER_OBJ = 1,
+    A_USER = 2,
+    A_GROUP_OBJ = 4,
+    A_GROUP = 8,
+    A_MASK = 0x10,
+    A_OTHER = 0x20
+};
 typedef struct acl_entry {
     uint16_t tag, perm;
     uint32_t id;
@@ -356,7 +362,8 @@ static int acl_allow_search(const char *path, uid_t uid)
     uint32_t version = htole32(2);
     memcpy(raw, &version, 4);
     for (size_t i = 0; i < n; i++) {
-        acl_entry le = {htole16(e[i].tag), htole16(e[i].perm), htole32(e[i].id)};
+        acl_entry le = {htole16(e[i].tag), htole16(e[i].perm),
+                        htole32(e[i].id)};
         memcpy(raw + 4 + 8 * i, &le, 8);
     }
     return setxattr(path, ACL_XATTR, raw, 4 + 8 * n, 0);
@@ -403,27 +410,37 @@ static int grant_passage(nyx_cluster *c, nyx_err *err)
 {
     size_t lens[64];
     int n = blocked_prefixes(c, lens, 64);
+    char acl[1024] = "", others[1024] = "";
     for (int i = 0; i < n; i++) {
         char path[PATH_MAX];
         snprintf(path, sizeof path, "%.*s", (int)lens[i], c->dir);
         struct stat st;
-        if (acl_allow_search(path, c->run_uid) == 0) {
-            note(c, "let the server's account '%s' pass through %s "
-                    "(ACL user:%s:--x; nothing else changed)",
-                 c->run_user, path, c->run_user);
-        } else if (stat(path, &st) == 0 &&
-                   chmod(path, (st.st_mode & 07777) | S_IXOTH) == 0) {
-            note(c, "let the server's account '%s' pass through %s "
-                    "(no ACL support: added search permission for others)",
-                 c->run_user, path);
-        } else {
-            nyx_errf(err, "the server's account '%s' cannot reach %s and nyx "
-                          "could not let it through %s: %s (set "
-                          "XDG_DATA_HOME to a folder it can reach)",
-                     c->run_user, c->dir, path, strerror(errno));
-            return -1;
+        char *list = acl;
+        if (acl_allow_search(path, c->run_uid) < 0) {
+            list = others;
+            if (stat(path, &st) < 0 ||
+                chmod(path, (st.st_mode & 07777) | S_IXOTH) < 0) {
+                nyx_errf(err,
+                         "the server's account '%s' cannot reach %s and "
+                         "nyx could not let it through %s: %s (set "
+                         "XDG_DATA_HOME to a folder it can reach)",
+                         c->run_user, c->dir, path, strerror(errno));
+                return -1;
+            }
         }
+        size_t used = strlen(list);
+        snprintf(list + used, 1024 - used, "%s%s", used ? ", " : "", path);
     }
+    if (acl[0])
+        note(c,
+             "let the server's account '%s' pass through %s (ACL "
+             "user:%s:--x; nothing else changed)",
+             c->run_user, acl, c->run_user);
+    if (others[0])
+        note(c,
+             "let the server's account '%s' pass through %s (no ACL "
+             "support there: added search permission for others)",
+             c->run_user, others);
     return n < 0 ? -1 : 0;
 }
 
@@ -489,8 +506,9 @@ static int write_config(const nyx_cluster *c, nyx_err *err)
 static int create(nyx_cluster *c, nyx_err *err)
 {
     if (!dir_is_empty(c->dir)) {
-        nyx_errf(err, "%s exists but holds no PostgreSQL cluster; move it "
-                      "away and nyx will create a new one there",
+        nyx_errf(err,
+                 "%s exists but holds no PostgreSQL cluster; move it "
+                 "away and nyx will create a new one there",
                  c->dir);
         return -1;
     }
@@ -503,8 +521,8 @@ static int create(nyx_cluster *c, nyx_err *err)
     }
     if (c->run_user[0] && grant_passage(c, err) < 0)
         return -1;
-    const char *argv[] = {"initdb", "-D", c->dir, "-U", "nyx", "-A", "trust",
-                          "-E", "UTF8", "--no-locale", NULL};
+    const char *argv[] = {"initdb", "-D", c->dir, "-U",          "nyx", "-A",
+                          "trust",  "-E", "UTF8", "--no-locale", NULL};
     if (run_checked(c, argv, "creating the embedded database", err) < 0)
         return -1;
     return write_config(c, err);
@@ -517,8 +535,8 @@ static int start(const nyx_cluster *c, nyx_err *err)
         nyx_errf(err, "path too long: %s/server.log", c->dir);
         return -1;
     }
-    const char *argv[] = {"pg_ctl", "-D", c->dir, "-l", log, "-w",
-                          "-t", "60", "-s", "start", NULL};
+    const char *argv[] = {"pg_ctl", "-D", c->dir, "-l",    log, "-w",
+                          "-t",     "60", "-s",   "start", NULL};
     if (run_checked(c, argv, "starting the embedded database", err) == 0)
         return 0;
     /* pg_ctl says little; the server's log says why. */
@@ -527,8 +545,10 @@ static int start(const nyx_cluster *c, nyx_err *err)
         char line[512];
         last_line(text, line, sizeof line);
         free(text);
-        nyx_errf(err, "starting the embedded database in %s failed: %s (log: "
-                      "%s)", c->dir, line, log);
+        nyx_errf(err,
+                 "starting the embedded database in %s failed: %s (log: "
+                 "%s)",
+                 c->dir, line, log);
     }
     return -1;
 }
@@ -547,9 +567,10 @@ static int create_database(const nyx_cluster *c, nyx_err *err)
 static int prepare(nyx_cluster *c, nyx_err *err)
 {
     if (strlen(c->dir) + strlen(SOCKET_NAME) > SUN_PATH_MAX) {
-        nyx_errf(err, "the embedded database's socket path %s%s is longer "
-                      "than the %d bytes Unix sockets allow; set "
-                      "XDG_DATA_HOME to a shorter path",
+        nyx_errf(err,
+                 "the embedded database's socket path %s%s is longer "
+                 "than the %d bytes Unix sockets allow; set "
+                 "XDG_DATA_HOME to a shorter path",
                  c->dir, SOCKET_NAME, SUN_PATH_MAX);
         return -1;
     }
@@ -599,8 +620,8 @@ int nyx_cluster_stop(nyx_cluster *c, int *was_running, nyx_err *err)
     int rc = run(c, status, NULL, err);
     if (rc == 0) {
         *was_running = 1;
-        const char *argv[] = {"pg_ctl", "-D", c->dir, "-m", "fast", "-w",
-                              "-t", "60", "-s", "stop", NULL};
+        const char *argv[] = {"pg_ctl", "-D", c->dir, "-m",   "fast", "-w",
+                              "-t",     "60", "-s",   "stop", NULL};
         rc = run_checked(c, argv, "stopping the embedded database", err);
     } else if (rc == 3) {
         rc = 0;

@@ -11,14 +11,14 @@
 #include <sys/types.h>
 
 typedef struct nyx_cluster {
-    char dir[PATH_MAX];        /* the data folder, also the socket's */
+    char dir[PATH_MAX];           /* the data folder, also the socket's */
     char conninfo[PATH_MAX + 64]; /* for the "nyx" database */
     char admin[PATH_MAX + 64];    /* for the "postgres" database */
-    char bindir[PATH_MAX];     /* initdb, pg_ctl; found by ensure/stop */
-    char run_user[64];         /* "" unless root: the server's account */
+    char bindir[PATH_MAX];        /* initdb, pg_ctl; found by ensure/stop */
+    char run_user[64];            /* "" unless root: the server's account */
     uid_t run_uid;
     gid_t run_gid;
-    char notes[4][512];        /* one line each, things the caller prints */
+    char notes[4][512]; /* one line each, things the caller prints */
     int nnotes;
 } nyx_cluster;
 

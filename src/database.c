@@ -59,8 +59,9 @@ static int migrate(nyx_pg *pg, int quiet, nyx_err *err)
     if (n > 0)
         n = nyx_migrate_apply(pg, &set, NULL, NULL, err);
     if (n > 0 && !quiet)
-        fprintf(stderr, "nyx: applied %d migration%s to %s (schema now at "
-                        "%d)\n",
+        fprintf(stderr,
+                "nyx: applied %d migration%s to %s (schema now at "
+                "%d)\n",
                 n, n == 1 ? "" : "s", nyx_pg_describe(pg),
                 set.v[set.n - 1].version);
     nyx_migrations_free(&set);
@@ -90,8 +91,9 @@ nyx_pg *nyx_db_open(const nyx_dbtarget *t, int flags, nyx_err *err)
         for (int i = 0; i < c.nnotes; i++)
             fprintf(stderr, "nyx: %s\n", c.notes[i]);
         if (created)
-            fprintf(stderr, "nyx: created the embedded database in %s "
-                            "(Unix socket only; 'nyx db stop' stops it)\n",
+            fprintf(stderr,
+                    "nyx: created the embedded database in %s "
+                    "(Unix socket only; 'nyx db stop' stops it)\n",
                     c.dir);
     }
     if (created)

@@ -32,7 +32,6 @@ nyx_pg *nyx_db_open(const nyx_dbtarget *t, int flags, nyx_err *err);
 
 /* Same for an explicit conninfo with overrides (see nyx_pg_connect). */
 nyx_pg *nyx_db_open_conninfo(const char *conninfo, const char *const *keys,
-                             const char *const *vals, int flags,
-                             nyx_err *err);
+                             const char *const *vals, int flags, nyx_err *err);
 
 #endif

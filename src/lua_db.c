@@ -13,8 +13,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CONN_MT "nyx.db.conn"
-#define RES_MT "nyx.db.result"
+#define CONN_MT     "nyx.db.conn"
+#define RES_MT      "nyx.db.result"
 #define JSON_ENCODE lua_upvalueindex(1)
 #define JSON_DECODE lua_upvalueindex(2)
 
@@ -140,8 +140,9 @@ static const char **params(lua_State *L, int first, int *n)
             lua_call(L, 1, 1);
             break;
         default:
-            luaL_error(L, "bad query parameter $%d (%s cannot go into SQL: "
-                          "use nil, a boolean, number, string or table)",
+            luaL_error(L,
+                       "bad query parameter $%d (%s cannot go into SQL: "
+                       "use nil, a boolean, number, string or table)",
                        i + 1, luaL_typename(L, idx));
         }
         v[i] = lua_tostring(L, -1);
@@ -433,11 +434,13 @@ static void overrides(lua_State *L, int idx, const char **k, const char **v,
         luaL_checktype(L, idx, LUA_TTABLE);
         lua_pushnil(L);
         while (lua_next(L, idx)) {
-            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            if (lua_type(L, -2) != LUA_TSTRING ||
+                lua_type(L, -1) != LUA_TSTRING)
                 luaL_error(L, "bad connection parameter (give name = \"value\" "
                               "strings, e.g. {dbname = \"nyx\"})");
             if (n >= max)
-                luaL_error(L, "too many connection parameters (at most %d)", max);
+                luaL_error(L, "too many connection parameters (at most %d)",
+                           max);
             k[n] = lua_tostring(L, -2);
             v[n++] = lua_tostring(L, -1);
             lua_pop(L, 1);
@@ -511,16 +514,25 @@ static int conn_tostring(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg module_funcs[] = {
-    {"query", db_query},   {"exec", db_exec},       {"transaction", db_transaction},
-    {"info", db_info},     {"migrate", db_migrate}, {"status", db_status},
-    {"open", db_open},     {"connect", db_connect}, {"close", db_close},
-    {NULL, NULL}};
+static const luaL_Reg module_funcs[] = {{"query", db_query},
+                                        {"exec", db_exec},
+                                        {"transaction", db_transaction},
+                                        {"info", db_info},
+                                        {"migrate", db_migrate},
+                                        {"status", db_status},
+                                        {"open", db_open},
+                                        {"connect", db_connect},
+                                        {"close", db_close},
+                                        {NULL, NULL}};
 
-static const luaL_Reg conn_methods[] = {
-    {"query", db_query},   {"exec", db_exec},       {"transaction", db_transaction},
-    {"info", db_info},     {"migrate", db_migrate}, {"status", db_status},
-    {"close", db_close},   {NULL, NULL}};
+static const luaL_Reg conn_methods[] = {{"query", db_query},
+                                        {"exec", db_exec},
+                                        {"transaction", db_transaction},
+                                        {"info", db_info},
+                                        {"migrate", db_migrate},
+                                        {"status", db_status},
+                                        {"close", db_close},
+                                        {NULL, NULL}};
 
 /* Pushes a private cjson instance's encode and decode. stack: +2 */
 static void push_json(lua_State *L)

@@ -69,8 +69,8 @@ static int is_environment_error(lua_State *L, int idx)
     if (!lua_istable(L, idx))
         return 0;
     lua_getfield(L, idx, "type");
-    int yes = lua_isstring(L, -1) &&
-              strcmp(lua_tostring(L, -1), "connection") == 0;
+    int yes =
+        lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "connection") == 0;
     lua_pop(L, 1);
     return yes;
 }
@@ -80,7 +80,8 @@ static int msghandler(lua_State *L)
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
         int env = is_environment_error(L, 1);
-        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+        if (luaL_callmeta(L, 1, "__tostring") &&
+            lua_type(L, -1) == LUA_TSTRING) {
             if (env)
                 return 1;
             msg = lua_tostring(L, -1);

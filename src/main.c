@@ -11,7 +11,7 @@
 
 typedef struct opts {
     int ignore_env, warnings, version;
-    int script; /* index in argv of the script, or argc when none */
+    int script;   /* index in argv of the script, or argc when none */
     int lua_opts; /* -e and -l seen: they run in order, before the script */
 } opts;
 
@@ -71,7 +71,8 @@ static void create_arg_table(lua_State *L, int argc, char **argv, int script)
 {
     if (script == argc)
         script = 0; /* no script: arg[0] is the interpreter */
-    lua_createtable(L, argc - script - 1 > 0 ? argc - script - 1 : 0, script + 1);
+    lua_createtable(L, argc - script - 1 > 0 ? argc - script - 1 : 0,
+                    script + 1);
     for (int i = 0; i < argc; i++) {
         lua_pushstring(L, argv[i]);
         lua_rawseti(L, -2, i - script);

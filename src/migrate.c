@@ -13,7 +13,7 @@
 
 /* Any constant will do, as long as it is nyx's own: serialises migrations
  * of concurrent nyx processes on one database. */
-#define MIGRATE_LOCK "SELECT pg_advisory_lock(7375247012783291001)"
+#define MIGRATE_LOCK   "SELECT pg_advisory_lock(7375247012783291001)"
 #define MIGRATE_UNLOCK "SELECT pg_advisory_unlock(7375247012783291001)"
 
 static const char CREATE_TABLE[] =
@@ -34,8 +34,10 @@ static int add(nyx_migration_set *set, const char *name, const char *data,
                size_t len, nyx_err *err)
 {
     if (!isdigit((unsigned char)name[0])) {
-        nyx_errf(err, "%s/%s: a migration's name starts with its number "
-                      "(e.g. 0005_add_index.sql)", set->source, name);
+        nyx_errf(err,
+                 "%s/%s: a migration's name starts with its number "
+                 "(e.g. 0005_add_index.sql)",
+                 set->source, name);
         return -1;
     }
     nyx_migration *v = realloc(set->v, (set->n + 1) * sizeof *v);
@@ -186,8 +188,7 @@ static int find_row(nyx_pg_res *r, int version)
     return -1;
 }
 
-int nyx_migrate_pending(nyx_pg *pg, const nyx_migration_set *set,
-                        nyx_err *err)
+int nyx_migrate_pending(nyx_pg *pg, const nyx_migration_set *set, nyx_err *err)
 {
     nyx_pg_res *r;
     if (applied_versions(pg, &r, err) < 0)
@@ -275,13 +276,13 @@ static int run_statement(const nyx_sql_stmt *st, void *arg)
     }
     nyx_pg_error e;
     nyx_pg_res_error(c->pg, r, &e);
-    int line = e.position ? nyx_sql_line_at(c->m->sql, st, e.position)
-                          : st->line;
+    int line =
+        e.position ? nyx_sql_line_at(c->m->sql, st, e.position) : st->line;
     nyx_errf(c->err,
              "migration %s/%s failed at line %d: %s%s%s (rolled back: "
              "nothing from %s was applied)",
-             c->set->source, c->m->name, line, e.message,
-             *e.detail ? "; " : "", e.detail, c->m->name);
+             c->set->source, c->m->name, line, e.message, *e.detail ? "; " : "",
+             e.detail, c->m->name);
     nyx_pg_clear(r);
     return -1;
 }
@@ -303,8 +304,9 @@ static int apply_one(nyx_pg *pg, const nyx_migration_set *set,
     int unterminated = 0;
     int rc = nyx_sql_split(m->sql, m->len, run_statement, &c, &unterminated);
     if (rc == 1)
-        nyx_errf(err, "migration %s/%s: quote or comment opened at line %d "
-                      "is never closed (nothing from it was applied)",
+        nyx_errf(err,
+                 "migration %s/%s: quote or comment opened at line %d "
+                 "is never closed (nothing from it was applied)",
                  set->source, m->name, unterminated);
     if (rc == 0) {
         char version[16], duration[16];

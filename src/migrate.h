@@ -7,9 +7,9 @@
 #include "util.h"
 
 typedef struct nyx_migration {
-    int version;     /* the file name's leading number */
-    char name[128];  /* "0001_tables.sql" */
-    char *sql;       /* owned */
+    int version;    /* the file name's leading number */
+    char name[128]; /* "0001_tables.sql" */
+    char *sql;      /* owned */
     size_t len;
     char checksum[17];
 } nyx_migration;
@@ -57,7 +57,6 @@ int nyx_migrate_apply(nyx_pg *pg, const nyx_migration_set *set,
                       void *arg, nyx_err *err);
 
 /* Number of migrations in set not yet recorded in the database, or -1. */
-int nyx_migrate_pending(nyx_pg *pg, const nyx_migration_set *set,
-                        nyx_err *err);
+int nyx_migrate_pending(nyx_pg *pg, const nyx_migration_set *set, nyx_err *err);
 
 #endif

@@ -53,7 +53,8 @@ const char *nyx_home(void)
         char *slash = strrchr(bindir, '/');
         if (slash) {
             *slash = '\0';
-            if (nyx_fmt(probe, sizeof probe, "%s/%s", bindir, NYX_BIN_TO_DATA) == 0 &&
+            if (nyx_fmt(probe, sizeof probe, "%s/%s", bindir,
+                        NYX_BIN_TO_DATA) == 0 &&
                 candidate(home, probe))
                 return home;
             if (nyx_fmt(probe, sizeof probe, "%s/..", bindir) == 0 &&

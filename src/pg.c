@@ -76,8 +76,7 @@ nyx_pg *nyx_pg_connect(const char *conninfo, const char *const *keys,
         return NULL;
     }
     PQsetNoticeReceiver(pg->conn, notice, NULL);
-    if (nyx_pg_run(pg,
-                   "SET TIME ZONE 'UTC'; SET client_min_messages = warning",
+    if (nyx_pg_run(pg, "SET TIME ZONE 'UTC'; SET client_min_messages = warning",
                    0, NULL, "setting up the session", err) < 0) {
         nyx_pg_close(pg);
         return NULL;
@@ -207,9 +206,6 @@ void nyx_pg_res_error(const nyx_pg *pg, const nyx_pg_res *res,
         out->message = "out of memory";
 }
 
-int nyx_pg_ping(const char *conninfo)
-{
-    return PQping(conninfo) == PQPING_OK;
-}
+int nyx_pg_ping(const char *conninfo) { return PQping(conninfo) == PQPING_OK; }
 
 int nyx_pg_lib_version(void) { return PQlibVersion(); }

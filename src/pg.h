@@ -65,8 +65,6 @@ typedef struct nyx_pg_error {
 void nyx_pg_res_error(const nyx_pg *pg, const nyx_pg_res *res,
                       nyx_pg_error *out);
 
-
-
 /* libpq's version, e.g. 150018. */
 int nyx_pg_lib_version(void);
 

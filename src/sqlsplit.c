@@ -42,7 +42,8 @@ static int skip_block_comment(scan *sc)
 {
     int depth = 0;
     while (sc->i < sc->len) {
-        if (sc->s[sc->i] == '/' && sc->i + 1 < sc->len && sc->s[sc->i + 1] == '*') {
+        if (sc->s[sc->i] == '/' && sc->i + 1 < sc->len &&
+            sc->s[sc->i + 1] == '*') {
             depth++;
             advance(sc, 2);
         } else if (sc->s[sc->i] == '*' && sc->i + 1 < sc->len &&

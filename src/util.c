@@ -107,7 +107,8 @@ int nyx_mkdirs(const char *path, unsigned mode, nyx_err *err)
         char c = *p;
         *p = '\0';
         if (mkdir(tmp, mode) < 0 && errno != EEXIST) {
-            nyx_errf(err, "cannot create directory %s: %s", tmp, strerror(errno));
+            nyx_errf(err, "cannot create directory %s: %s", tmp,
+                     strerror(errno));
             return -1;
         }
         *p = c;

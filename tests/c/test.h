@@ -11,52 +11,52 @@
 
 extern int test_failures;
 
-#define CHECK(cond)                                                          \
-    do {                                                                     \
-        if (!(cond)) {                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
-                    #cond);                                                  \
-            test_failures++;                                                 \
-        }                                                                    \
+#define CHECK(cond)                                                            \
+    do {                                                                       \
+        if (!(cond)) {                                                         \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__,   \
+                    #cond);                                                    \
+            test_failures++;                                                   \
+        }                                                                      \
     } while (0)
 
-#define CHECK_INT(a, b)                                                      \
-    do {                                                                     \
-        long long a_ = (a), b_ = (b);                                        \
-        if (a_ != b_) {                                                      \
-            fprintf(stderr, "%s:%d: %s is %lld, expected %lld\n", __FILE__,  \
-                    __LINE__, #a, a_, b_);                                   \
-            test_failures++;                                                 \
-        }                                                                    \
+#define CHECK_INT(a, b)                                                        \
+    do {                                                                       \
+        long long a_ = (a), b_ = (b);                                          \
+        if (a_ != b_) {                                                        \
+            fprintf(stderr, "%s:%d: %s is %lld, expected %lld\n", __FILE__,    \
+                    __LINE__, #a, a_, b_);                                     \
+            test_failures++;                                                   \
+        }                                                                      \
     } while (0)
 
-#define CHECK_STR(a, b)                                                      \
-    do {                                                                     \
-        const char *a_ = (a), *b_ = (b);                                     \
-        if (!a_ || strcmp(a_, b_) != 0) {                                    \
-            fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n",        \
-                    __FILE__, __LINE__, #a, a_ ? a_ : "(null)", b_);         \
-            test_failures++;                                                 \
-        }                                                                    \
+#define CHECK_STR(a, b)                                                        \
+    do {                                                                       \
+        const char *a_ = (a), *b_ = (b);                                       \
+        if (!a_ || strcmp(a_, b_) != 0) {                                      \
+            fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n",          \
+                    __FILE__, __LINE__, #a, a_ ? a_ : "(null)", b_);           \
+            test_failures++;                                                   \
+        }                                                                      \
     } while (0)
 
-#define CHECK_HAS(hay, needle)                                               \
-    do {                                                                     \
-        const char *h_ = (hay), *n_ = (needle);                              \
-        if (!h_ || !strstr(h_, n_)) {                                        \
-            fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n",       \
-                    __FILE__, __LINE__, h_ ? h_ : "(null)", n_);             \
-            test_failures++;                                                 \
-        }                                                                    \
+#define CHECK_HAS(hay, needle)                                                 \
+    do {                                                                       \
+        const char *h_ = (hay), *n_ = (needle);                                \
+        if (!h_ || !strstr(h_, n_)) {                                          \
+            fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n",         \
+                    __FILE__, __LINE__, h_ ? h_ : "(null)", n_);               \
+            test_failures++;                                                   \
+        }                                                                      \
     } while (0)
 
 /* Runs a test function, printing its name. */
-#define RUN(fn)                                                              \
-    do {                                                                     \
-        int before_ = test_failures;                                         \
-        fn();                                                                \
+#define RUN(fn)                                                                \
+    do {                                                                       \
+        int before_ = test_failures;                                           \
+        fn();                                                                  \
         fprintf(stderr, "%s %s\n", test_failures == before_ ? "ok  " : "FAIL", \
-                #fn);                                                        \
+                #fn);                                                          \
     } while (0)
 
 /* The admin conninfo of the test server. */

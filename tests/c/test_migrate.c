@@ -116,8 +116,9 @@ static void test_failure_rolls_back_and_names_line(void)
     nyx_migrations_free(&set);
 
     /* a runtime error without a position: the statement's first line */
-    write_file(dir, "0002_bad.sql", "CREATE TABLE t_partial (a int);\n\n"
-                                    "SELECT 1 /\n 0;\n");
+    write_file(dir, "0002_bad.sql",
+               "CREATE TABLE t_partial (a int);\n\n"
+               "SELECT 1 /\n 0;\n");
     CHECK_INT(nyx_migrations_load(dir, &set, &err), 0);
     CHECK_INT(nyx_migrate_apply(pg, &set, NULL, NULL, &err), -1);
     CHECK_HAS(err.msg, "0002_bad.sql failed at line 3: division by zero");
@@ -135,8 +136,9 @@ static void test_failure_rolls_back_and_names_line(void)
      * knows, show in the status */
     write_file(dir, "0001_ok.sql", "CREATE TABLE t_ok (a int, b int);\n");
     CHECK_INT(nyx_migrations_load(dir, &set, &err), 0);
-    CHECK(nyx_pg_run(pg, "INSERT INTO schema_migrations (version, name, "
-                         "checksum) VALUES (99, '0099_future.sql', 'x')",
+    CHECK(nyx_pg_run(pg,
+                     "INSERT INTO schema_migrations (version, name, "
+                     "checksum) VALUES (99, '0099_future.sql', 'x')",
                      0, NULL, "insert", &err) == 0);
     nyx_mig_status *s;
     size_t n;

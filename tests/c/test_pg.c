@@ -71,8 +71,8 @@ static void test_errors(void)
                          "create", &err),
               0);
     const char *one[] = {"1"};
-    CHECK_INT(nyx_pg_run(pg, "INSERT INTO t VALUES ($1)", 1, one, "insert", &err),
-              0);
+    CHECK_INT(
+        nyx_pg_run(pg, "INSERT INTO t VALUES ($1)", 1, one, "insert", &err), 0);
     nyx_pg_res *r = nyx_pg_exec(pg, "INSERT INTO t VALUES ($1)", 1, one);
     CHECK(!nyx_pg_res_ok(r));
     nyx_pg_error e;
@@ -100,7 +100,8 @@ static void test_errors(void)
     CHECK_INT(nyx_pg_run(pg, "ROLLBACK", 0, NULL, "rollback", &err), 0);
 
     /* the server goes away under the connection */
-    r = nyx_pg_exec(pg, "SELECT pg_terminate_backend(pg_backend_pid())", 0, NULL);
+    r = nyx_pg_exec(pg, "SELECT pg_terminate_backend(pg_backend_pid())", 0,
+                    NULL);
     nyx_pg_clear(r);
     r = nyx_pg_exec(pg, "SELECT 1", 0, NULL);
     CHECK(!nyx_pg_res_ok(r));

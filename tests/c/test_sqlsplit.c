@@ -55,7 +55,8 @@ static void test_plain(void)
 static void test_comments(void)
 {
     int rc;
-    got g = split("-- one; two\n/* a; /* nested; */ still; */\nSELECT 1; -- x;\n", &rc);
+    got g = split(
+        "-- one; two\n/* a; /* nested; */ still; */\nSELECT 1; -- x;\n", &rc);
     CHECK_INT(rc, 0);
     CHECK_INT(g.n, 1);
     CHECK_INT(g.line[0], 3);
@@ -66,7 +67,8 @@ static void test_comments(void)
 static void test_quotes(void)
 {
     int rc;
-    got g = split("SELECT 'a;b''c;'; SELECT E'x\\';y'; SELECT 1 AS \"a;\"\"b\";", &rc);
+    got g = split(
+        "SELECT 'a;b''c;'; SELECT E'x\\';y'; SELECT 1 AS \"a;\"\"b\";", &rc);
     CHECK_INT(rc, 0);
     CHECK_INT(g.n, 3);
     CHECK_STR(g.text[0], "SELECT 'a;b''c;'");
@@ -80,10 +82,11 @@ static void test_quotes(void)
 static void test_dollar(void)
 {
     int rc;
-    got g = split("CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n"
-                  "DO $body$ BEGIN PERFORM 1; RAISE NOTICE '$$;'; END $body$;\n"
-                  "SELECT $1; SELECT a$b$c FROM t;",
-                  &rc);
+    got g = split(
+        "CREATE FUNCTION f() RETURNS int AS $$ SELECT 1; $$ LANGUAGE sql;\n"
+        "DO $body$ BEGIN PERFORM 1; RAISE NOTICE '$$;'; END $body$;\n"
+        "SELECT $1; SELECT a$b$c FROM t;",
+        &rc);
     CHECK_INT(rc, 0);
     CHECK_INT(g.n, 4);
     CHECK_INT(g.line[1], 2);
