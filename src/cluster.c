@@ -429,7 +429,8 @@ static int grant_passage(nyx_cluster *c, nyx_err *err)
             }
         }
         size_t used = strlen(list);
-        snprintf(list + used, 1024 - used, "%s%s", used ? ", " : "", path);
+        /* a note, not data: a very long list may be cut */
+        (void)nyx_fmt(list + used, 1024 - used, "%s%s", used ? ", " : "", path);
     }
     if (acl[0])
         note(c,
