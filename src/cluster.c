@@ -219,6 +219,10 @@ static int run(const nyx_cluster *c, const char *const argv[], nyx_buf *out,
                     strerror(errno));
             _exit(126);
         }
+        /* initdb and pg_ctl resolve their own paths against the working
+         * folder, which the server's account may not be allowed into. */
+        if (chdir("/") < 0)
+            _exit(126);
         unsetenv("PGDATA"); /* -D says where; nothing else may */
         execv(prog, (char *const *)argv);
         fprintf(stderr, "cannot run %s: %s\n", prog, strerror(errno));
