@@ -224,7 +224,11 @@ static int run(const nyx_cluster *c, const char *const argv[], nyx_buf *out,
         if (chdir("/") < 0)
             _exit(126);
         unsetenv("PGDATA"); /* -D says where; nothing else may */
-        execv(prog, (char *const *)argv);
+        /* argv[0] as a full path: initdb finds postgres next to itself */
+        const char *args[16] = {prog};
+        for (int i = 1; i < 15 && argv[i]; i++)
+            args[i] = argv[i];
+        execv(prog, (char *const *)args);
         fprintf(stderr, "cannot run %s: %s\n", prog, strerror(errno));
         _exit(127);
     }
