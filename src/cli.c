@@ -114,8 +114,10 @@ static int cmd_help(int argc, char **argv)
     return nyx_cli_usage_error(what);
 }
 
-/* Opens the database nyx would use, without migrating it. */
-static nyx_pg *open_target(nyx_dbtarget *t, nyx_err *err)
+/* Opens the database nyx would use, without migrating it, and loads the
+ * migrations this nyx knows. */
+static nyx_pg *open_target(nyx_dbtarget *t, nyx_migration_set *set,
+                           nyx_err *err)
 {
     if (nyx_db_target(t, err) < 0)
         return NULL;
@@ -124,6 +126,11 @@ static nyx_pg *open_target(nyx_dbtarget *t, nyx_err *err)
         size_t n = strlen(err->msg);
         snprintf(err->msg + n, sizeof err->msg - n, " (database chosen by %s)",
                  t->source);
+        return NULL;
+    }
+    if (nyx_migrations_load(NULL, set, err) < 0) {
+        nyx_pg_close(pg);
+        return NULL;
     }
     return pg;
 }
@@ -138,13 +145,9 @@ static int db_migrate(void)
     nyx_dbtarget t;
     nyx_err err;
     nyx_migration_set set;
-    nyx_pg *pg = open_target(&t, &err);
+    nyx_pg *pg = open_target(&t, &set, &err);
     if (!pg)
         return fail(&err);
-    if (nyx_migrations_load(NULL, &set, &err) < 0) {
-        nyx_pg_close(pg);
-        return fail(&err);
-    }
     int n = nyx_migrate_apply(pg, &set, print_applied, NULL, &err);
     if (n >= 0)
         printf("%s: schema at version %d (%d migration%s applied now)\n",
@@ -185,14 +188,11 @@ static int db_status(void)
     nyx_dbtarget t;
     nyx_err err;
     nyx_migration_set set;
-    nyx_pg *pg = open_target(&t, &err);
+    nyx_pg *pg = open_target(&t, &set, &err);
     if (!pg)
         return fail(&err);
-    int rc = nyx_migrations_load(NULL, &set, &err);
-    if (rc == 0) {
-        rc = print_status(pg, &t, &set, &err);
-        nyx_migrations_free(&set);
-    }
+    int rc = print_status(pg, &t, &set, &err);
+    nyx_migrations_free(&set);
     nyx_pg_close(pg);
     return rc < 0 ? fail(&err) : NYX_EXIT_OK;
 }

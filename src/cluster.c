@@ -586,14 +586,18 @@ static int prepare(nyx_cluster *c, nyx_err *err)
     return find_bindir(c, err) < 0 || pick_account(c, err) < 0 ? -1 : 0;
 }
 
+/* prepare, then take the lock; returns its descriptor or -1. */
+static int prepare_locked(nyx_cluster *c, nyx_err *err)
+{
+    return prepare(c, err) < 0 ? -1 : lock_parent(c, err);
+}
+
 int nyx_cluster_ensure(nyx_cluster *c, int *created, nyx_err *err)
 {
     *created = 0;
     if (nyx_cluster_running(c))
         return 0;
-    if (prepare(c, err) < 0)
-        return -1;
-    int lock = lock_parent(c, err);
+    int lock = prepare_locked(c, err);
     if (lock < 0)
         return -1;
     int rc = 0;
@@ -619,9 +623,7 @@ int nyx_cluster_stop(nyx_cluster *c, int *was_running, nyx_err *err)
     *was_running = 0;
     if (!nyx_cluster_exists(c))
         return 0;
-    if (prepare(c, err) < 0)
-        return -1;
-    int lock = lock_parent(c, err);
+    int lock = prepare_locked(c, err);
     if (lock < 0)
         return -1;
     /* pg_ctl status: 0 when a server runs, 3 when none does. */
