@@ -1,6 +1,7 @@
 #include "lua_nyx.h"
 
 #include "lua-cjson.h"
+#include "lua_task.h"
 #include "paths.h"
 
 #include <lauxlib.h>
@@ -75,24 +76,57 @@ static int is_environment_error(lua_State *L, int idx)
     return yes;
 }
 
-static int msghandler(lua_State *L)
+void nyx_push_traceback(lua_State *L, lua_State *co, int idx, int level)
 {
-    const char *msg = lua_tostring(L, 1);
+    lua_pushvalue(co, idx); /* a copy to work on, on the live thread */
+    if (co != L)
+        lua_xmove(co, L, 1);
+    int e = lua_gettop(L);
+    const char *msg = lua_tostring(L, e);
     if (msg == NULL) {
-        int env = is_environment_error(L, 1);
-        if (luaL_callmeta(L, 1, "__tostring") &&
+        int env = is_environment_error(L, e);
+        if (luaL_callmeta(L, e, "__tostring") &&
             lua_type(L, -1) == LUA_TSTRING) {
-            if (env)
-                return 1;
+            if (env) { /* one line says it all */
+                lua_replace(L, e);
+                return;
+            }
             msg = lua_tostring(L, -1);
         } else {
             msg = lua_pushfstring(L, "(error object is a %s value)",
-                                  luaL_typename(L, 1));
+                                  luaL_typename(L, e));
         }
     }
-    luaL_traceback(L, L, msg, 1);
+    luaL_traceback(L, co, msg, level);
+    lua_replace(L, e);
+    lua_settop(L, e);
+}
+
+static int msghandler(lua_State *L)
+{
+    /* runs on the failing thread; level 1 skips the handler itself */
+    nyx_push_traceback(L, L, 1, 1);
     return 1;
 }
+
+static long refs;
+
+int nyx_ref(lua_State *L)
+{
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    refs += ref != LUA_REFNIL && ref != LUA_NOREF;
+    return ref;
+}
+
+void nyx_unref(lua_State *L, int ref)
+{
+    if (ref == LUA_REFNIL || ref == LUA_NOREF)
+        return;
+    luaL_unref(L, LUA_REGISTRYINDEX, ref);
+    refs--;
+}
+
+long nyx_ref_count(void) { return refs; }
 
 int nyx_pcall(lua_State *L, int nargs, int nresults)
 {
@@ -117,6 +151,12 @@ int nyx_report(lua_State *L, int status)
 
 /* ---- nyx.core -------------------------------------------------------- */
 
+static int core_refs(lua_State *L)
+{
+    lua_pushinteger(L, nyx_ref_count());
+    return 1;
+}
+
 static int core_uuid(lua_State *L)
 {
     uuid_t u;
@@ -129,7 +169,8 @@ static int core_uuid(lua_State *L)
 
 int luaopen_nyx_core(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {{"uuid", core_uuid}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"uuid", core_uuid}, {"refs", core_refs}, {NULL, NULL}};
     luaL_newlib(L, funcs);
     lua_pushliteral(L, NYX_VERSION);
     lua_setfield(L, -2, "version");
@@ -248,10 +289,12 @@ lua_State *nyx_lua_new(int ignore_env)
     }
     luaL_openlibs(L);
     lua_gc(L, LUA_GCGEN, 0, 0);
+    nyx_sched_open(L);
     preload(L, "cjson", luaopen_cjson);
     preload(L, "cjson.safe", luaopen_cjson_safe);
     preload(L, "nyx.core", luaopen_nyx_core);
     preload(L, "nyx.db", luaopen_nyx_db);
+    preload(L, "nyx.task", luaopen_nyx_task);
     set_path(L, ignore_env);
     add_searcher(L);
     return L;

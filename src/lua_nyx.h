@@ -26,6 +26,17 @@ void nyx_push_error(lua_State *L, const char *type, const char *message);
 /* Pushes a structured error and raises it. */
 int nyx_raise(lua_State *L, const char *type, const char *message);
 
+/* Pushes onto L the error at index idx of thread co as a report: its
+ * message and co's traceback from level on (only the message for errors
+ * of the outside world, which say all in one line). stack: +1 */
+void nyx_push_traceback(lua_State *L, lua_State *co, int idx, int level);
+
+/* luaL_ref/luaL_unref on the registry, counted, so tests can see that
+ * tasks and callbacks do not leak references. nyx_ref pops the value. */
+int nyx_ref(lua_State *L);
+void nyx_unref(lua_State *L, int ref);
+long nyx_ref_count(void);
+
 /* Gives a malloc'd block to the garbage collector: a userdata whose __gc
  * frees it, so a raise cannot leak it. stack: +1 */
 void nyx_box_malloc(lua_State *L, void *p);

@@ -2,6 +2,7 @@
  * lua interpreter (lua.c), a script with its arguments and options. */
 #include "cli.h"
 #include "lua_nyx.h"
+#include "lua_task.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -80,12 +81,13 @@ static void create_arg_table(lua_State *L, int argc, char **argv, int script)
     lua_setglobal(L, "arg");
 }
 
-/* Calls the chunk loaded with this status, which sits below its nargs
- * arguments; if loading failed (nargs is then 0), reports why. */
+/* Runs the chunk loaded with this status, which sits below its nargs
+ * arguments, as a task (so it can wait without blocking others, and start
+ * tasks of its own); if loading failed (nargs is then 0), reports why. */
 static int run_chunk(lua_State *L, int status, int nargs)
 {
     if (status == LUA_OK)
-        status = nyx_pcall(L, nargs, 0);
+        status = nyx_task_run(L, nargs);
     return nyx_report(L, status);
 }
 

@@ -9,7 +9,8 @@ local nyx = {
   uuid = core.uuid,         -- a random (v4) UUID string
   json = require "cjson",   -- lua-cjson
   db = require "nyx.db",    -- PostgreSQL: query, exec, transaction, ...
-  tree = require "nyx.tree" -- thought trees
+  tree = require "nyx.tree", -- thought trees
+  task = require "nyx.task", -- coroutines on the event loop: spawn, wait, sleep
 }
 
 return nyx

@@ -1,0 +1,50 @@
+/* Tasks: Lua coroutines scheduled on nyx's event loop. A slow call made
+ * in a task yields (nyx_await) and the loop resumes it when the work is
+ * done; made where yielding is impossible (the main thread, a C boundary)
+ * it runs the loop until done instead. Opens the nyx.task module. */
+#ifndef NYX_LUA_TASK_H
+#define NYX_LUA_TASK_H
+
+#include "loop.h"
+
+#include <lua.h>
+
+typedef struct nyx_task nyx_task;
+
+/* What a slow call waits for; the binding embeds it in its own state and
+ * calls nyx_waiter_done when the work is done. */
+typedef struct nyx_waiter {
+    nyx_task *task; /* set by nyx_await: the task to resume, or NULL */
+    int done;
+} nyx_waiter;
+
+/* Sets up the scheduler of this Lua state (nyx_lua_new does). */
+void nyx_sched_open(lua_State *L);
+
+nyx_loop *nyx_sched_loop(lua_State *L);
+
+/* Suspends the calling Lua code until nyx_waiter_done(w), then continues
+ * in k(L, LUA_OK, ctx). Use as: return nyx_await(L, w, ctx, k); */
+int nyx_await(lua_State *L, nyx_waiter *w, lua_KContext ctx, lua_KFunction k);
+
+/* Marks w done and makes its task ready to run. Safe from loop callbacks. */
+void nyx_waiter_done(nyx_waiter *w);
+
+/* A hook the scheduler calls once per round, before it waits for events
+ * (e.g. to write a batch of log rows); it runs in protected mode on L's
+ * main thread. Returns non-zero if it did something. */
+typedef int (*nyx_sched_hook)(lua_State *L, void *arg);
+void nyx_sched_add_hook(lua_State *L, nyx_sched_hook fn, void *arg);
+
+/* Runs the function below nargs arguments on the stack as a task, and the
+ * scheduler until it and every task it started are finished. Returns
+ * LUA_OK, or an error status with the message (and traceback) on the
+ * stack, like nyx_pcall. */
+int nyx_task_run(lua_State *L, int nargs);
+
+/* The sentinel value NYX's own yields carry. */
+extern const char NYX_YIELD[];
+
+int luaopen_nyx_task(lua_State *L);
+
+#endif

@@ -1,0 +1,99 @@
+/* The event loop: timers in due order, stopped timers, fd watchers, and
+ * the "nothing to wait for" answer the scheduler relies on. */
+#include "loop.h"
+#include "test.h"
+
+#include <unistd.h>
+
+static char order[32];
+static int norder;
+
+static void mark(nyx_loop *loop, void *arg)
+{
+    order[norder++] = *(const char *)arg;
+    order[norder] = '\0';
+}
+
+static void test_timers_fire_in_order(void)
+{
+    nyx_loop *loop = nyx_loop_new();
+    norder = 0;
+    order[0] = '\0';
+    static const char a = 'a', b = 'b', c = 'c', d = 'd', z = 'z';
+    nyx_timer_start(loop, 30, mark, (void *)&c);
+    nyx_timer_start(loop, 10, mark, (void *)&a);
+    nyx_timer *stop = nyx_timer_start(loop, 15, mark, (void *)&z);
+    nyx_timer_start(loop, 20, mark, (void *)&b);
+    nyx_timer_start(loop, 0, mark, (void *)&d);
+    nyx_timer_stop(loop, stop);
+    CHECK_INT(nyx_loop_pending(loop), 4);
+    double t0 = nyx_now_ms();
+    while (nyx_loop_run_once(loop, -1) >= 0)
+        ;
+    CHECK_STR(order, "dabc");
+    CHECK(nyx_now_ms() - t0 >= 29);
+    CHECK_INT(nyx_loop_pending(loop), 0);
+    CHECK_INT(nyx_loop_run_once(loop, -1), -1); /* nothing to wait for */
+    CHECK_INT(nyx_loop_run_once(loop, 0), 0);   /* but a poll is fine */
+    nyx_loop_free(loop);
+}
+
+static void test_many_timers(void)
+{
+    nyx_loop *loop = nyx_loop_new();
+    static const char x = 'x';
+    nyx_timer *t[1000];
+    for (int i = 0; i < 1000; i++)
+        t[i] = nyx_timer_start(loop, (i * 7919) % 50, mark, (void *)&x);
+    for (int i = 0; i < 1000; i += 2)
+        nyx_timer_stop(loop, t[i]);
+    norder = 0;
+    int fired = 0, n;
+    while ((n = nyx_loop_run_once(loop, -1)) >= 0) {
+        fired += n;
+        norder = 0; /* order[] is small; only count */
+    }
+    CHECK_INT(fired, 500);
+    nyx_loop_free(loop);
+}
+
+static int reads;
+
+static void on_read(nyx_loop *loop, int fd, unsigned events, void *arg)
+{
+    char buf[16];
+    CHECK(events & NYX_READ);
+    reads += (int)read(fd, buf, sizeof buf);
+    if (reads >= 6)
+        nyx_loop_watch(loop, fd, 0, NULL, NULL);
+}
+
+static void test_fd_watch(void)
+{
+    nyx_loop *loop = nyx_loop_new();
+    int p[2];
+    CHECK(pipe(p) == 0);
+    reads = 0;
+    CHECK_INT(nyx_loop_watch(loop, p[0], NYX_READ, on_read, NULL), 0);
+    CHECK_INT(nyx_loop_pending(loop), 1);
+    CHECK_INT(nyx_loop_run_once(loop, 0), 0); /* nothing written yet */
+    CHECK(write(p[1], "abc", 3) == 3);
+    CHECK_INT(nyx_loop_run_once(loop, 1000), 1);
+    CHECK_INT(reads, 3);
+    CHECK(write(p[1], "def", 3) == 3);
+    CHECK_INT(nyx_loop_run_once(loop, 1000), 1);
+    CHECK_INT(nyx_loop_pending(loop), 0); /* unwatched itself */
+    CHECK_INT(nyx_loop_watch(loop, p[0], 0, NULL, NULL), 0); /* again: fine */
+    CHECK_INT(nyx_loop_watch(loop, -1, NYX_READ, on_read, NULL), -1);
+    close(p[0]);
+    close(p[1]);
+    nyx_loop_free(loop);
+}
+
+int main(void)
+{
+    RUN(test_timers_fire_in_order);
+    RUN(test_many_timers);
+    RUN(test_fd_watch);
+    return test_done();
+}
