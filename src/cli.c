@@ -2,9 +2,12 @@
 
 #include "cluster.h"
 #include "database.h"
+#include "fake_claude.h"
 #include "migrate.h"
 
 #include <lua.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +23,7 @@ static const char USAGE[] =
     "  db status        migrations applied and pending, the server, where the database is\n"
     "  db start         start the embedded database (created on first use)\n"
     "  db stop          stop the embedded database\n"
+    "  fake-claude      run the offline model: a fake Claude API on loopback\n"
     "  help [COMMAND]   this help, or a command's\n"
     "  version          the version\n"
     "\n"
@@ -57,6 +61,18 @@ static const char HELP_DB[] =
     "as the 'postgres' account (or NYX_PG_USER); NYX_PG_BINDIR says where\n"
     "initdb and pg_ctl are if nyx does not find them.\n";
 
+static const char HELP_FAKE[] =
+    "usage: nyx fake-claude [--port N] [--host ADDR] [--delay-ms N] [--seed N]\n"
+    "                       [--cache-min-tokens N] [--ttl-scale X]\n"
+    "\n"
+    "Serves the Anthropic Messages API (POST /v1/messages) on loopback the way\n"
+    "the docs define it: responses, errors, SSE streams, simulated prompt\n"
+    "caching, deterministic answers for a seed. Prints the address it listens\n"
+    "on, then serves until interrupted. Point nyx at it with\n"
+    "ANTHROPIC_BASE_URL=http://127.0.0.1:PORT and any ANTHROPIC_API_KEY. nyx\n"
+    "starts one by itself when no key is set. A request scripts faults with a\n"
+    "marker in its text, e.g. [[fake:status=429,retry_after=1,times=2]];\n"
+    "see src/fake_claude.h. GET /_fake/stats gives its counters.\n";
 /* clang-format on */
 
 static const char HELP_HELP[] = "usage: nyx help [COMMAND]\n";
@@ -65,6 +81,7 @@ static const char HELP_VERSION[] = "usage: nyx version (or nyx --version)\n";
 static const struct topic {
     const char *name, *text;
 } TOPICS[] = {{"db", HELP_DB},
+              {"fake-claude", HELP_FAKE},
               {"help", HELP_HELP},
               {"version", HELP_VERSION},
               {NULL, NULL}};
@@ -262,8 +279,69 @@ static int cmd_db(int argc, char **argv)
     return nyx_cli_usage_error(what);
 }
 
+/* The value of option argv[*i] ("--port 80" or "--port=80"), or NULL. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n] == '\0' && *i + 1 < argc)
+        return argv[++*i];
+    return NULL;
+}
+
+static int cmd_fake(int argc, char **argv)
+{
+    nyx_fake_opts o;
+    nyx_fake_defaults(&o);
+    char what[256];
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        char *end = NULL;
+        if ((v = opt_value(argc, argv, &i, "--port")))
+            o.port = (int)strtol(v, &end, 10);
+        else if ((v = opt_value(argc, argv, &i, "--host")))
+            o.host = v, end = "";
+        else if ((v = opt_value(argc, argv, &i, "--delay-ms")))
+            o.delay_ms = (int)strtol(v, &end, 10);
+        else if ((v = opt_value(argc, argv, &i, "--seed")))
+            o.seed = (unsigned)strtoul(v, &end, 10);
+        else if ((v = opt_value(argc, argv, &i, "--cache-min-tokens")))
+            o.cache_min_tokens = (int)strtol(v, &end, 10);
+        else if ((v = opt_value(argc, argv, &i, "--ttl-scale")))
+            o.ttl_scale = strtod(v, &end);
+        if (!v || !end || *end) {
+            snprintf(what, sizeof what,
+                     "fake-claude: bad option '%s' (see "
+                     "'nyx help fake-claude')",
+                     argv[i]);
+            return nyx_cli_usage_error(what);
+        }
+    }
+    /* the server's threads inherit this mask: only sigwait sees these */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    nyx_err err;
+    nyx_fake *f = nyx_fake_start(&o, &err);
+    if (!f)
+        return fail(&err);
+    printf("listening on http://%s:%d\n", o.host, nyx_fake_port(f));
+    fflush(stdout);
+    int sig;
+    sigwait(&set, &sig);
+    nyx_fake_stop(f);
+    return NYX_EXIT_OK;
+}
+
 int nyx_cli_run(int argc, char **argv)
 {
+    if (strcmp(argv[0], "fake-claude") == 0)
+        return cmd_fake(argc, argv);
     if (strcmp(argv[0], "help") == 0)
         return cmd_help(argc, argv);
     if (strcmp(argv[0], "version") == 0) {

@@ -5,9 +5,11 @@
  * ($1, $2, ...) separately from the SQL text. */
 #include "database.h"
 #include "lua_nyx.h"
+#include "lua_task.h"
 #include "migrate.h"
 
 #include <lauxlib.h>
+#include <lua-cjson.h> /* after lua.h: it needs lua_State */
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -20,12 +22,15 @@
 
 typedef struct conn {
     nyx_pg *pg;
-    int tx_depth; /* nesting of transaction(): 0 outside */
+    unsigned generation; /* which default connection this is (or follows) */
+    int tx_depth;        /* nesting of transaction(): 0 outside */
     int embedded;
     char source[32];
 } conn;
 
-static char DEFAULT_KEY; /* registry[&DEFAULT_KEY] = the default conn */
+static char DEFAULT_KEY;    /* registry[&DEFAULT_KEY] = the default conn */
+static char LOG_KEY;        /* registry[&LOG_KEY] = the log writer */
+static unsigned generation; /* counts default connections made */
 
 static int conn_close(lua_State *L)
 {
@@ -64,6 +69,7 @@ static conn *connect_default(lua_State *L)
     if (!pg)
         raise_connection(L, err.msg, t.source);
     conn *c = new_conn(L, pg, t.source, t.embedded);
+    c->generation = ++generation;
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &DEFAULT_KEY);
     return c;
@@ -91,6 +97,49 @@ static conn *get_conn(lua_State *L, int *first)
 
 /* ---- values in ------------------------------------------------------- */
 
+/* Pushes the text form of the Lua value at idx as a query parameter (a
+ * table as JSON, with the encoder at index enc), or nothing for SQL NULL.
+ * Returns 1 if it pushed a string. */
+static int push_param(lua_State *L, int idx, int enc, int n)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+    case LUA_TLIGHTUSERDATA: /* cjson.null */
+        return 0;
+    case LUA_TBOOLEAN:
+        lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
+        return 1;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
+        } else {
+            double d = lua_tonumber(L, idx);
+            char buf[64];
+            if (isnan(d))
+                snprintf(buf, sizeof buf, "NaN");
+            else if (isinf(d))
+                snprintf(buf, sizeof buf, d > 0 ? "Infinity" : "-Infinity");
+            else
+                snprintf(buf, sizeof buf, "%.17g", d);
+            lua_pushstring(L, buf);
+        }
+        return 1;
+    case LUA_TSTRING:
+        lua_pushvalue(L, idx);
+        return 1;
+    case LUA_TTABLE:
+        lua_pushvalue(L, enc);
+        lua_pushvalue(L, idx);
+        lua_call(L, 1, 1);
+        return 1;
+    default:
+        return luaL_error(L,
+                          "bad query parameter $%d (%s cannot go into SQL: "
+                          "use nil, a boolean, number, string or table)",
+                          n, luaL_typename(L, idx));
+    }
+}
+
 /* Converts the Lua values at first..top into text parameters, which stay
  * on the stack (above top) while the returned array is in use. */
 static const char **params(lua_State *L, int first, int *n)
@@ -104,49 +153,10 @@ static const char **params(lua_State *L, int first, int *n)
                    *n);
     luaL_checkstack(L, *n + 4, "too many query parameters");
     const char **v = lua_newuserdatauv(L, sizeof *v * (size_t)*n, 0);
-    for (int i = 0; i < *n; i++) {
-        int idx = first + i;
-        switch (lua_type(L, idx)) {
-        case LUA_TNIL:
-            v[i] = NULL;
-            continue;
-        case LUA_TLIGHTUSERDATA: /* cjson.null */
-            v[i] = NULL;
-            continue;
-        case LUA_TBOOLEAN:
-            lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
-            break;
-        case LUA_TNUMBER:
-            if (lua_isinteger(L, idx)) {
-                lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
-            } else {
-                double d = lua_tonumber(L, idx);
-                char buf[64];
-                if (isnan(d))
-                    snprintf(buf, sizeof buf, "NaN");
-                else if (isinf(d))
-                    snprintf(buf, sizeof buf, d > 0 ? "Infinity" : "-Infinity");
-                else
-                    snprintf(buf, sizeof buf, "%.17g", d);
-                lua_pushstring(L, buf);
-            }
-            break;
-        case LUA_TSTRING:
-            lua_pushvalue(L, idx);
-            break;
-        case LUA_TTABLE:
-            lua_pushvalue(L, JSON_ENCODE);
-            lua_pushvalue(L, idx);
-            lua_call(L, 1, 1);
-            break;
-        default:
-            luaL_error(L,
-                       "bad query parameter $%d (%s cannot go into SQL: "
-                       "use nil, a boolean, number, string or table)",
-                       i + 1, luaL_typename(L, idx));
-        }
-        v[i] = lua_tostring(L, -1);
-    }
+    for (int i = 0; i < *n; i++)
+        v[i] = push_param(L, first + i, JSON_ENCODE, i + 1)
+                   ? lua_tostring(L, -1)
+                   : NULL;
     return v;
 }
 
@@ -158,29 +168,6 @@ static int res_gc(lua_State *L)
     nyx_pg_clear(*box);
     *box = NULL;
     return 0;
-}
-
-/* JSON has one number type; cjson decodes every number as a float. Give
- * integral ones back as integers, as a Lua 5.4 user expects. */
-static void integers(lua_State *L, int idx, int depth)
-{
-    if (depth > 1000)
-        return;
-    idx = lua_absindex(L, idx);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-            double d = lua_tonumber(L, -1);
-            if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
-                lua_pushvalue(L, -2);
-                lua_pushinteger(L, (lua_Integer)d);
-                lua_rawset(L, idx);
-            }
-        } else if (lua_istable(L, -1)) {
-            integers(L, -1, depth + 1);
-        }
-        lua_pop(L, 1);
-    }
 }
 
 static void push_value(lua_State *L, nyx_pg_kind kind, const char *v)
@@ -199,7 +186,7 @@ static void push_value(lua_State *L, nyx_pg_kind kind, const char *v)
         lua_pushstring(L, v);
         lua_call(L, 1, 1);
         if (lua_istable(L, -1))
-            integers(L, -1, 0);
+            nyx_json_integers(L, -1);
         return;
     case NYX_PG_TEXT:
         lua_pushstring(L, v);
@@ -480,6 +467,7 @@ static int db_connect(lua_State *L)
         connect_default(L);
     } else {
         open_conn(L, NYX_DB_MIGRATE);
+        ((conn *)lua_touserdata(L, -1))->generation = ++generation;
         lua_pushvalue(L, -1);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &DEFAULT_KEY);
     }
@@ -514,6 +502,165 @@ static int conn_tostring(lua_State *L)
     return 1;
 }
 
+/* ---- the log writer --------------------------------------------------- */
+
+/* Rows the engine logs (LLM calls, tool runs, ...) go through nyx.db.log:
+ * everything logged during one scheduler round is written in one batch
+ * (lua/nyx/dblog.lua) on a connection of the writer's own, so a script's
+ * open transaction never holds a log row; each caller waits until its rows
+ * are committed. */
+
+#define ENTRY_MT "nyx.db.logentry"
+
+typedef struct log_entry {
+    nyx_waiter w;
+    int rows_ref, ok, queued;
+    char error[512];
+    struct log_entry *next;
+} log_entry;
+
+typedef struct log_writer {
+    log_entry *head, *tail;
+} log_writer;
+
+/* The writer's own connection: a clone of the default one, remade when the
+ * default changes. stack: +1 (conn) */
+static void push_log_conn(lua_State *L)
+{
+    int first;
+    conn *d = get_conn(L, &first); /* may open the default */
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LOG_KEY) == LUA_TUSERDATA) {
+        conn *c = lua_touserdata(L, -1);
+        if (c->pg && c->generation == d->generation)
+            return;
+        nyx_pg_close(c->pg);
+        c->pg = NULL;
+    }
+    lua_pop(L, 1);
+    nyx_err err;
+    nyx_pg *pg = nyx_pg_clone(d->pg, &err);
+    if (!pg)
+        raise_connection(L, err.msg, "the log writer");
+    conn *c = new_conn(L, pg, "the log writer", d->embedded);
+    c->generation = d->generation;
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOG_KEY);
+}
+
+/* flush(batch): writes the entries' rows; returns the errors table. */
+static int log_flush(lua_State *L)
+{
+    log_entry *batch = lua_touserdata(L, 1);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "nyx.dblog");
+    lua_call(L, 1, 1);
+    lua_getfield(L, -1, "write");
+    push_log_conn(L);
+    lua_newtable(L);
+    int i = 0;
+    for (log_entry *e = batch; e; e = e->next) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->rows_ref);
+        lua_rawseti(L, -2, ++i);
+    }
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+static int log_hook(lua_State *L, void *arg)
+{
+    log_writer *w = arg;
+    log_entry *batch = w->head;
+    if (!batch)
+        return 0;
+    w->head = w->tail = NULL;
+    lua_pushcfunction(L, log_flush);
+    lua_pushlightuserdata(L, batch);
+    int status = lua_pcall(L, 1, 1, 0);
+    const char *all = status == LUA_OK ? NULL : lua_tostring(L, -1);
+    int i = 0;
+    for (log_entry *e = batch, *next; e; e = next) {
+        next = e->next;
+        e->next = NULL;
+        e->queued = 0;
+        const char *msg = all;
+        if (!msg && lua_rawgeti(L, -1, ++i) != LUA_TNIL)
+            msg = lua_tostring(L, -1);
+        e->ok = msg == NULL;
+        snprintf(e->error, sizeof e->error, "%s", msg ? msg : "");
+        nyx_one_line(e->error, sizeof e->error);
+        if (!all)
+            lua_pop(L, 1);
+        nyx_unref(L, e->rows_ref);
+        e->rows_ref = LUA_NOREF;
+        nyx_waiter_done(&e->w);
+    }
+    lua_pop(L, 1);
+    return 1;
+}
+
+static log_writer *get_writer(lua_State *L)
+{
+    static char WRITER_KEY;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &WRITER_KEY) == LUA_TUSERDATA) {
+        log_writer *w = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return w;
+    }
+    lua_pop(L, 1);
+    log_writer *w = lua_newuserdatauv(L, sizeof *w, 0);
+    memset(w, 0, sizeof *w);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &WRITER_KEY); /* lives with the state */
+    nyx_sched_add_hook(L, log_hook, w);
+    return w;
+}
+
+static int entry_gc(lua_State *L)
+{
+    log_entry *e = lua_touserdata(L, 1);
+    if (!e->queued)
+        return 0;
+    log_writer *w = get_writer(L); /* its waiter died: take it out */
+    log_entry **p = &w->head, *prev = NULL;
+    while (*p && *p != e)
+        prev = *p, p = &(*p)->next;
+    if (*p)
+        *p = e->next;
+    if (w->tail == e)
+        w->tail = prev;
+    nyx_unref(L, e->rows_ref);
+    return 0;
+}
+
+static int log_k(lua_State *L, int status, lua_KContext ctx)
+{
+    log_entry *e = (log_entry *)ctx;
+    if (!e->ok)
+        return nyx_raise(L, "log", e->error);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* log(rows): rows = {{table=, columns={...}, values={...}}, ...}; waits
+ * until they are committed, then returns true. */
+static int db_log(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    log_writer *w = get_writer(L);
+    log_entry *e = lua_newuserdatauv(L, sizeof *e, 0);
+    memset(e, 0, sizeof *e);
+    luaL_setmetatable(L, ENTRY_MT);
+    lua_pushvalue(L, 1);
+    e->rows_ref = nyx_ref(L);
+    e->queued = 1;
+    if (w->tail)
+        w->tail->next = e;
+    else
+        w->head = e;
+    w->tail = e;
+    return nyx_await(L, &e->w, (lua_KContext)e, log_k);
+}
+
 static const luaL_Reg module_funcs[] = {{"query", db_query},
                                         {"exec", db_exec},
                                         {"transaction", db_transaction},
@@ -523,6 +670,7 @@ static const luaL_Reg module_funcs[] = {{"query", db_query},
                                         {"open", db_open},
                                         {"connect", db_connect},
                                         {"close", db_close},
+                                        {"log", db_log},
                                         {NULL, NULL}};
 
 static const luaL_Reg conn_methods[] = {{"query", db_query},
@@ -537,7 +685,7 @@ static const luaL_Reg conn_methods[] = {{"query", db_query},
 /* Pushes a private cjson instance's encode and decode. stack: +2 */
 static void push_json(lua_State *L)
 {
-    luaL_requiref(L, "cjson", NULL, 0); /* preloaded by nyx_lua_new */
+    luaL_requiref(L, "cjson", luaopen_cjson, 0);
     lua_getfield(L, -1, "new");
     lua_call(L, 0, 1);
     lua_getfield(L, -1, "encode");
@@ -548,6 +696,11 @@ static void push_json(lua_State *L)
 
 int luaopen_nyx_db(lua_State *L)
 {
+    luaL_newmetatable(L, ENTRY_MT);
+    lua_pushcfunction(L, entry_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+
     luaL_newmetatable(L, RES_MT);
     lua_pushcfunction(L, res_gc);
     lua_setfield(L, -2, "__gc");

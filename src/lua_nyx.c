@@ -6,8 +6,12 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <uuid/uuid.h>
 
 extern int luaopen_cjson_safe(lua_State *L);
@@ -149,7 +153,100 @@ int nyx_report(lua_State *L, int status)
     return status;
 }
 
+/* JSON has one number type; cjson decodes every number as a float. Give
+ * integral ones back as integers, as a Lua 5.4 user expects. */
+static void integers(lua_State *L, int idx, int depth)
+{
+    if (depth > 1000)
+        return;
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
+            double d = lua_tonumber(L, -1);
+            if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
+                lua_pushvalue(L, -2);
+                lua_pushinteger(L, (lua_Integer)d);
+                lua_rawset(L, idx);
+            }
+        } else if (lua_istable(L, -1)) {
+            integers(L, -1, depth + 1);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+void nyx_json_integers(lua_State *L, int idx)
+{
+    if (lua_istable(L, idx))
+        integers(L, idx, 0);
+}
+
 /* ---- nyx.core -------------------------------------------------------- */
+
+/* Seconds on the monotonic clock: for measuring, not for dates. */
+static int core_now(lua_State *L)
+{
+    lua_pushnumber(L, nyx_now_ms() / 1e3);
+    return 1;
+}
+
+/* The wall clock as PostgreSQL takes it: "2026-12-04 20:40:50.123456+00". */
+static int core_timestamp(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char buf[64];
+    size_t n = strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(buf + n, sizeof buf - n, ".%06ld+00", ts.tv_nsec / 1000);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* mtime(path): the file's modification time in seconds (with the
+ * nanoseconds), or nil if it cannot be read. */
+static int core_mtime(lua_State *L)
+{
+    struct stat st;
+    if (stat(luaL_checkstring(L, 1), &st) < 0)
+        return 0;
+    lua_pushnumber(L, (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9);
+    return 1;
+}
+
+/* error_object(type, message [, fields]): a structured error (not raised). */
+static int core_error(lua_State *L)
+{
+    const char *type = luaL_checkstring(L, 1);
+    const char *message = luaL_checkstring(L, 2);
+    nyx_push_error(L, type, message);
+    if (lua_istable(L, 3)) {
+        lua_pushnil(L);
+        while (lua_next(L, 3)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, -4);
+        }
+    }
+    return 1;
+}
+
+/* json_decode(text): the value (integral numbers as integers), or nil and
+ * why. Uses a cjson.safe instance of its own. */
+static int core_json_decode(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 2);
+    if (lua_isnil(L, -2))
+        return 2;
+    lua_pop(L, 1);
+    nyx_json_integers(L, -1);
+    return 1;
+}
 
 static int core_refs(lua_State *L)
 {
@@ -169,9 +266,23 @@ static int core_uuid(lua_State *L)
 
 int luaopen_nyx_core(lua_State *L)
 {
+    luaL_requiref(L, "cjson.safe", luaopen_cjson_safe, 0);
+    lua_getfield(L, -1, "new");
+    lua_call(L, 0, 1);
+    lua_getfield(L, -1, "decode");
+    lua_remove(L, -2);
+    lua_remove(L, -2);
+    lua_pushcclosure(L, core_json_decode, 1);
+    int decode = lua_gettop(L);
     static const luaL_Reg funcs[] = {
-        {"uuid", core_uuid}, {"refs", core_refs}, {NULL, NULL}};
+        {"uuid", core_uuid},   {"refs", core_refs},
+        {"now", core_now},     {"timestamp", core_timestamp},
+        {"mtime", core_mtime}, {"error_object", core_error},
+        {NULL, NULL}};
     luaL_newlib(L, funcs);
+    lua_pushvalue(L, decode);
+    lua_setfield(L, -2, "json_decode");
+    lua_remove(L, decode);
     lua_pushliteral(L, NYX_VERSION);
     lua_setfield(L, -2, "version");
     const char *home = nyx_home();
@@ -295,6 +406,7 @@ lua_State *nyx_lua_new(int ignore_env)
     preload(L, "nyx.core", luaopen_nyx_core);
     preload(L, "nyx.db", luaopen_nyx_db);
     preload(L, "nyx.task", luaopen_nyx_task);
+    preload(L, "nyx.claude", luaopen_nyx_claude);
     set_path(L, ignore_env);
     add_searcher(L);
     return L;

@@ -15,11 +15,12 @@
 
 const char NYX_YIELD[] = "nyx.yield";
 
-#define TASK_MT    "nyx.task"
-#define WAIT_MT    "nyx.task.waitlink"
-#define SLEEP_MT   "nyx.task.sleep"
-#define UNOBSERVED "nyx.task.unobserved" /* registry: failed, not waited for   \
-                                          */
+#define TASK_MT  "nyx.task"
+#define WAIT_MT  "nyx.task.waitlink"
+#define SLEEP_MT "nyx.task.sleep"
+#define UNOBSERVED                                                             \
+    "nyx.task.unobserved" /* registry: failed, not waited for                  \
+                           */
 
 #if LUA_VERSION_RELEASE_NUM >= 50406
 #define close_thread(co, from) lua_closethread(co, from)
@@ -45,6 +46,7 @@ struct nyx_task {
     lua_State *co; /* NULL once finished */
     int ref;       /* registry ref to the userdata while unfinished */
     int state, nargs, woken;
+    nyx_waiter *waiting_on; /* what its NYX_YIELD waits for */
     unsigned long id;
     nyx_task *next_ready;
     waitlink *waiters;
@@ -92,8 +94,10 @@ void nyx_waiter_done(nyx_waiter *w)
 {
     w->done = 1;
     nyx_task *t = w->task;
-    if (!t)
-        return;
+    w->task = NULL;
+    if (!t || t->waiting_on != w)
+        return; /* a stale waiter: its task has moved on */
+    t->waiting_on = NULL;
     if (t->state == T_WAITING)
         enqueue(t->sched, t);
     else if (t->state == T_RUNNING) /* done before it got to yield */
@@ -267,6 +271,7 @@ int nyx_await(lua_State *L, nyx_waiter *w, lua_KContext ctx, lua_KFunction k)
     nyx_sched *s = sched_of(L);
     if (!w->done && s->current && lua_isyieldable(L)) {
         w->task = s->current;
+        s->current->waiting_on = w;
         lua_pushlightuserdata(L, (void *)NYX_YIELD);
         return lua_yieldk(L, 1, ctx, k);
     }

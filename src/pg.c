@@ -49,11 +49,11 @@ static void notice(void *arg, const PGresult *res)
 nyx_pg *nyx_pg_connect(const char *conninfo, const char *const *keys,
                        const char *const *vals, nyx_err *err)
 {
-    const char *k[16], *v[16];
+    const char *k[72], *v[72];
     int n = 0;
     k[n] = "dbname", v[n++] = conninfo ? conninfo : "";
     k[n] = "fallback_application_name", v[n++] = "nyx";
-    for (int i = 0; keys && keys[i] && n < 15; i++)
+    for (int i = 0; keys && keys[i] && n < 71; i++)
         k[n] = keys[i], v[n++] = vals[i];
     k[n] = v[n] = NULL;
 
@@ -90,6 +90,27 @@ void nyx_pg_close(nyx_pg *pg)
         return;
     PQfinish(pg->conn);
     free(pg);
+}
+
+nyx_pg *nyx_pg_clone(const nyx_pg *pg, nyx_err *err)
+{
+    PQconninfoOption *opts = PQconninfo(pg->conn);
+    if (!opts) {
+        nyx_errf(err, "cannot read the connection's parameters");
+        return NULL;
+    }
+    const char *k[64], *v[64];
+    int n = 0;
+    for (PQconninfoOption *o = opts; o->keyword && n < 63; o++)
+        if (o->val && *o->val && strcmp(o->keyword, "dbname") != 0)
+            k[n] = o->keyword, v[n++] = o->val;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (o->val && strcmp(o->keyword, "dbname") == 0 && n < 63)
+            k[n] = "dbname", v[n++] = o->val; /* a name, not a conninfo */
+    k[n] = v[n] = NULL;
+    nyx_pg *copy = nyx_pg_connect(NULL, k, v, err);
+    PQconninfoFree(opts);
+    return copy;
 }
 
 const char *nyx_pg_describe(const nyx_pg *pg) { return pg->describe; }

@@ -17,6 +17,9 @@ nyx_pg *nyx_pg_connect(const char *conninfo, const char *const *keys,
                        const char *const *vals, nyx_err *err);
 void nyx_pg_close(nyx_pg *pg);
 
+/* A second connection to the same database with the same parameters. */
+nyx_pg *nyx_pg_clone(const nyx_pg *pg, nyx_err *err);
+
 /* "database \"nyx\" on /path/to/socket" or "... on host:port". */
 const char *nyx_pg_describe(const nyx_pg *pg);
 int nyx_pg_server_version(const nyx_pg *pg); /* e.g. 150018 */

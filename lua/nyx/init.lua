@@ -11,6 +11,9 @@ local nyx = {
   db = require "nyx.db",    -- PostgreSQL: query, exec, transaction, ...
   tree = require "nyx.tree", -- thought trees
   task = require "nyx.task", -- coroutines on the event loop: spawn, wait, sleep
+  llm = require "nyx.llm",   -- Claude calls, logged: complete, cached
+  config = require "nyx.config", -- system_config: get, set
+  hot = require "nyx.hot",   -- modules that reload when their file changes
 }
 
 return nyx

@@ -83,6 +83,7 @@ local FOREIGN_KEYS = {
   "agent_communications.thought_tree_id -> thought_trees.id",
   "agents.spawned_by -> agents.id",
   "agents.thought_tree_id -> thought_trees.id",
+  "llm_call_details.interaction_id -> llm_interactions.id", -- nyx's own table
   "llm_interactions.agent_id -> agents.id",
   "llm_interactions.thought_tree_id -> thought_trees.id",
   "orchestrators.parent_orchestrator_id -> orchestrators.id",
@@ -144,13 +145,14 @@ describe("the schema", function()
   setup(function() dbname = H.fresh_db() end)
   teardown(function() H.drop_db(dbname) end)
 
-  it("has exactly the eight tables of the document, plus schema_migrations", function()
+  it("has exactly the eight tables of the document, plus nyx's own", function()
     local got = {}
     for _, r in ipairs(nyx.db.query(
       "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")) do
       got[#got + 1] = r.tablename
     end
-    local want = { "schema_migrations" }
+    -- nyx's own: the migrations it applied, and what the API said per call
+    local want = { "schema_migrations", "llm_call_details" }
     for t in pairs(TABLES) do want[#want + 1] = t end
     table.sort(want)
     assert.are.same(want, got)
@@ -377,6 +379,7 @@ describe("the schema", function()
     for t in pairs(TABLES) do
       assert.are.equal("42501", sqlstate(nyx.db.exec, "TRUNCATE " .. t .. " CASCADE"), t)
     end
+    assert.are.equal("42501", sqlstate(nyx.db.exec, "TRUNCATE llm_call_details"))
     assert.are.equal(1, nyx.db.query("SELECT count(*) AS n FROM thought_trees WHERE goal = 'keep me'")[1].n)
     -- manual archival says so, deliberately
     local ok2 = pcall(nyx.db.transaction, function()

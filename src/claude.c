@@ -1,0 +1,414 @@
+#include "claude.h"
+
+#include "json.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+struct nyx_claude {
+    nyx_loop *loop;
+    CURLM *multi;
+    nyx_timer *timer;
+    char url[1024];
+    char key_header[512]; /* "x-api-key: ..." */
+    int in_flight;
+    unsigned long long rand;
+};
+
+const char *nyx_claude_base_url(const nyx_claude *c) { return c->url; }
+int nyx_claude_in_flight(const nyx_claude *c) { return c->in_flight; }
+
+static void check_done(nyx_claude *c);
+
+/* ---- the loop drives curl --------------------------------------------- */
+
+static void on_socket_event(nyx_loop *loop, int fd, unsigned events, void *arg)
+{
+    nyx_claude *c = arg;
+    int flags = (events & NYX_READ ? CURL_CSELECT_IN : 0) |
+                (events & NYX_WRITE ? CURL_CSELECT_OUT : 0) |
+                (events & NYX_ERROR ? CURL_CSELECT_ERR : 0);
+    int running;
+    curl_multi_socket_action(c->multi, fd, flags, &running);
+    check_done(c);
+}
+
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
+                     void *socketp)
+{
+    nyx_claude *c = userp;
+    unsigned events = what == CURL_POLL_IN      ? NYX_READ
+                      : what == CURL_POLL_OUT   ? NYX_WRITE
+                      : what == CURL_POLL_INOUT ? NYX_READ | NYX_WRITE
+                                                : 0;
+    nyx_loop_watch(c->loop, s, events, on_socket_event, c);
+    return 0;
+}
+
+static void on_timer(nyx_loop *loop, void *arg)
+{
+    nyx_claude *c = arg;
+    c->timer = NULL;
+    int running;
+    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(c);
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    nyx_claude *c = userp;
+    nyx_timer_stop(c->loop, c->timer);
+    c->timer = timeout_ms < 0
+                   ? NULL
+                   : nyx_timer_start(c->loop, (double)timeout_ms, on_timer, c);
+    return 0;
+}
+
+nyx_claude *nyx_claude_new(nyx_loop *loop, const char *base_url,
+                           const char *api_key, nyx_err *err)
+{
+    static int global_init;
+    if (!global_init && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        nyx_errf(err, "cannot initialise libcurl");
+        return NULL;
+    }
+    global_init = 1;
+    nyx_claude *c = calloc(1, sizeof *c);
+    if (!c) {
+        nyx_errf(err, "out of memory");
+        return NULL;
+    }
+    c->loop = loop;
+    c->rand = (unsigned long long)nyx_now_ms() ^ 0x9E3779B97F4A7C15ULL;
+    size_t n = strlen(base_url);
+    while (n && base_url[n - 1] == '/')
+        n--;
+    if (nyx_fmt(c->url, sizeof c->url, "%.*s/v1/messages", (int)n, base_url) <
+            0 ||
+        nyx_fmt(c->key_header, sizeof c->key_header, "x-api-key: %s", api_key) <
+            0) {
+        nyx_errf(err, "ANTHROPIC_BASE_URL or ANTHROPIC_API_KEY is too long");
+        free(c);
+        return NULL;
+    }
+    c->multi = curl_multi_init();
+    if (!c->multi) {
+        nyx_errf(err, "cannot create a libcurl multi handle");
+        free(c);
+        return NULL;
+    }
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    /* keep every connection of a large fan-out alive for the next calls */
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 4096L);
+    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    return c;
+}
+
+void nyx_claude_free(nyx_claude *c)
+{
+    if (!c)
+        return;
+    nyx_timer_stop(c->loop, c->timer);
+    curl_multi_cleanup(c->multi);
+    /* the key leaves memory with the client */
+    memset(c->key_header, 0, sizeof c->key_header);
+    free(c);
+}
+
+/* ---- one call ---------------------------------------------------------- */
+
+static void on_sse(void *arg, const char *event, const char *data, size_t len)
+{
+    nyx_claude_call *call = arg;
+    call->events++;
+    if (call->on_event)
+        call->on_event(call, event, data, len);
+}
+
+static size_t write_cb(char *p, size_t size, size_t n, void *arg)
+{
+    nyx_claude_call *call = arg;
+    size_t len = size * n;
+    long status = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (call->stream && status == 200) {
+        if (nyx_sse_feed(&call->sse, p, len, on_sse, call) < 0)
+            return 0; /* out of memory: fail the transfer */
+        return len;
+    }
+    return nyx_buf_add(&call->response, p, len) < 0 ? 0 : len;
+}
+
+static int header_is(const char *h, size_t n, const char *name)
+{
+    size_t k = strlen(name);
+    return n > k && strncasecmp(h, name, k) == 0 && h[k] == ':';
+}
+
+/* Keeps the headers worth keeping of the current attempt. */
+static size_t header_cb(char *h, size_t size, size_t n, void *arg)
+{
+    nyx_claude_call *call = arg;
+    size_t len = size * n, k = len;
+    while (k && (h[k - 1] == '\r' || h[k - 1] == '\n'))
+        k--;
+    if (k >= 5 && strncmp(h, "HTTP/", 5) == 0) { /* a new response begins */
+        call->headers.len = 0;
+        call->request_id[0] = '\0';
+        call->retry_after_ms = -1;
+        call->should_retry = -1;
+        return len;
+    }
+    const char *colon = memchr(h, ':', k);
+    if (!colon)
+        return len;
+    size_t nlen = (size_t)(colon - h);
+    const char *v = colon + 1;
+    while (v < h + k && *v == ' ')
+        v++;
+    size_t vlen = (size_t)(h + k - v);
+    char value[256];
+    snprintf(value, sizeof value, "%.*s", (int)vlen, v);
+    if (header_is(h, k, "request-id"))
+        snprintf(call->request_id, sizeof call->request_id, "%.63s", value);
+    else if (header_is(h, k, "x-should-retry"))
+        call->should_retry = strcasecmp(value, "true") == 0;
+    else if (header_is(h, k, "retry-after-ms"))
+        call->retry_after_ms = atof(value);
+    else if (header_is(h, k, "retry-after") && call->retry_after_ms < 0) {
+        char *end;
+        double s = strtod(value, &end);
+        if (end != value && !*end) {
+            call->retry_after_ms = s * 1e3;
+        } else { /* an HTTP date */
+            struct tm tm = {0};
+            if (strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm))
+                call->retry_after_ms = difftime(timegm(&tm), time(NULL)) * 1e3;
+        }
+    }
+    if ((nlen > 20 && strncasecmp(h, "anthropic-ratelimit-", 20) == 0) ||
+        header_is(h, k, "retry-after") || header_is(h, k, "retry-after-ms") ||
+        header_is(h, k, "x-should-retry") ||
+        header_is(h, k, "anthropic-organization-id")) {
+        nyx_buf *b = &call->headers;
+        nyx_buf_add(b, b->len ? "," : "{", 1);
+        char name[128];
+        size_t i;
+        for (i = 0; i < nlen && i < sizeof name - 1; i++)
+            name[i] = (char)tolower((unsigned char)h[i]);
+        nyx_json_quote(b, name, i);
+        nyx_buf_add(b, ":", 1);
+        nyx_json_quote(b, v, vlen);
+    }
+    return len;
+}
+
+static int setup_easy(nyx_claude *c, nyx_claude_call *call, nyx_err *err)
+{
+    CURL *e = curl_easy_init();
+    if (!e) {
+        nyx_errf(err, "cannot create a libcurl handle");
+        return -1;
+    }
+    call->easy = e;
+    struct curl_slist *l = NULL;
+    l = curl_slist_append(l, c->key_header);
+    l = curl_slist_append(l, "anthropic-version: 2023-06-01");
+    l = curl_slist_append(l, "content-type: application/json");
+    /* libcurl would wait for a 100 Continue on bodies over 1 KB */
+    l = curl_slist_append(l, "Expect:");
+    if (call->beta) {
+        char beta[512];
+        snprintf(beta, sizeof beta, "anthropic-beta: %s", call->beta);
+        l = curl_slist_append(l, beta);
+    }
+    call->slist = l;
+    if (!l) {
+        nyx_errf(err, "out of memory");
+        return -1;
+    }
+    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
+                     (curl_off_t)call->body_len);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, call);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)call->timeout_ms);
+    curl_easy_setopt(
+        e, CURLOPT_CONNECTTIMEOUT_MS,
+        (long)(call->timeout_ms < 10000 ? call->timeout_ms : 10000));
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    return 0;
+}
+
+static int begin_attempt(nyx_claude_call *call)
+{
+    call->response.len = 0;
+    call->headers.len = 0;
+    call->request_id[0] = '\0';
+    call->retry_after_ms = -1;
+    call->should_retry = -1;
+    nyx_sse_free(&call->sse);
+    memset(&call->sse, 0, sizeof call->sse);
+    call->attempt_started_ms = nyx_now_ms();
+    return curl_multi_add_handle(call->client->multi, call->easy) == CURLM_OK
+               ? 0
+               : -1;
+}
+
+int nyx_claude_start(nyx_claude *c, nyx_claude_call *call, nyx_err *err)
+{
+    call->client = c;
+    call->started_ms = nyx_now_ms();
+    if (call->max_retries > NYX_CLAUDE_MAX_ATTEMPTS - 1)
+        call->max_retries = NYX_CLAUDE_MAX_ATTEMPTS - 1;
+    if (setup_easy(c, call, err) < 0 || begin_attempt(call) < 0) {
+        if (!err->msg[0])
+            nyx_errf(err, "cannot start the request");
+        nyx_claude_call_free(call);
+        return -1;
+    }
+    call->active = 1;
+    c->in_flight++;
+    return 0;
+}
+
+int nyx_claude_retryable(long status, int should_retry)
+{
+    if (status >= 200 && status < 300)
+        return 0;
+    if (should_retry >= 0)
+        return should_retry;
+    if (status == 0)
+        return 1; /* connection errors and timeouts */
+    return status == 408 || status == 409 || status == 429 || status >= 500;
+}
+
+double nyx_claude_backoff_ms(int n, double server_ms, double jitter)
+{
+    /* the server's word counts when it is sane, as the Python SDK does */
+    if (server_ms > 0 && server_ms <= 60000)
+        return server_ms;
+    double s = 0.5 * (double)(1u << (n < 10 ? n : 10));
+    if (s > 8)
+        s = 8;
+    return s * (1 - 0.25 * jitter) * 1e3;
+}
+
+static void retry_now(nyx_loop *loop, void *arg)
+{
+    nyx_claude_call *call = arg;
+    call->retry_timer = NULL;
+    if (begin_attempt(call) < 0) {
+        snprintf(call->error, sizeof call->error, "cannot restart the request");
+        call->active = 0;
+        call->client->in_flight--;
+        call->finished_ms = nyx_now_ms();
+        call->on_done(call);
+    }
+}
+
+static double next_jitter(nyx_claude *c)
+{
+    c->rand ^= c->rand << 13;
+    c->rand ^= c->rand >> 7;
+    c->rand ^= c->rand << 17;
+    return (double)(c->rand % 1000000) / 1e6;
+}
+
+static void attempt_done(nyx_claude *c, nyx_claude_call *call, CURLcode rc)
+{
+    long status = 0;
+    curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(c->multi, call->easy);
+    if (call->headers.len)
+        nyx_buf_add(&call->headers, "}", 1);
+    nyx_claude_attempt *a = &call->attempts[call->nattempts++];
+    a->status = status;
+    a->curl_code = rc;
+    a->ms = nyx_now_ms() - call->attempt_started_ms;
+    snprintf(a->request_id, sizeof a->request_id, "%s", call->request_id);
+    call->status = status;
+    call->timed_out = rc == CURLE_OPERATION_TIMEDOUT;
+    call->error[0] = '\0';
+    if (rc != CURLE_OK)
+        snprintf(call->error, sizeof call->error, "%s",
+                 call->timed_out ? "timed out" : curl_easy_strerror(rc));
+    /* a transport failure counts as no response, even half way through a
+     * 200; but a stream that delivered events cannot be replayed */
+    int retry =
+        (rc != CURLE_OK ? nyx_claude_retryable(0, -1)
+                        : nyx_claude_retryable(status, call->should_retry)) &&
+        call->events == 0 && call->retries < call->max_retries;
+    if (retry) {
+        a->delay_ms = nyx_claude_backoff_ms(call->retries, call->retry_after_ms,
+                                            next_jitter(c));
+        call->retries++;
+        call->retry_timer =
+            nyx_timer_start(c->loop, a->delay_ms, retry_now, call);
+        if (call->retry_timer)
+            return;
+    }
+    call->active = 0;
+    c->in_flight--;
+    call->finished_ms = nyx_now_ms();
+    call->on_done(call);
+}
+
+static void check_done(nyx_claude *c)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(c->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        nyx_claude_call *call = NULL;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
+        if (call)
+            attempt_done(c, call, m->data.result);
+    }
+}
+
+void nyx_claude_call_free(nyx_claude_call *call)
+{
+    if (call->easy) {
+        curl_easy_cleanup(call->easy);
+        call->easy = NULL;
+    }
+    curl_slist_free_all(call->slist);
+    call->slist = NULL;
+    nyx_buf_free(&call->response);
+    nyx_buf_free(&call->headers);
+    nyx_sse_free(&call->sse);
+}
+
+void nyx_claude_cancel(nyx_claude_call *call)
+{
+    nyx_claude *c = call->client;
+    if (call->active) {
+        if (call->retry_timer)
+            nyx_timer_stop(c->loop, call->retry_timer);
+        else
+            curl_multi_remove_handle(c->multi, call->easy);
+        call->retry_timer = NULL;
+        call->active = 0;
+        c->in_flight--;
+    }
+    nyx_claude_call_free(call);
+}

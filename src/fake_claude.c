@@ -1,0 +1,1051 @@
+#include "fake_claude.h"
+
+#include "json.h"
+#include "loop.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct cache_entry {
+    uint64_t key;
+    double expires; /* ms, monotonic; 0: free slot */
+} cache_entry;
+
+typedef struct counter {
+    char id[256];
+    long n;
+} counter;
+
+struct nyx_fake {
+    struct MHD_Daemon *d;
+    nyx_fake_opts o;
+    int port;
+    volatile int stopping;
+    pthread_mutex_t mu;
+    long requests, in_flight, peak, streams, cache_reads, cache_writes;
+    long by_status[600];
+    unsigned long serial;
+    cache_entry *cache;
+    size_t cache_cap;
+    counter *counters;
+    size_t ncounters, counters_cap;
+};
+
+/* What one request asks for, and what it gets. */
+typedef struct analysis {
+    const nyx_json *root, *tools, *stops, *tool_choice;
+    const char *model;
+    long max_tokens;
+    int stream, breakpoints;
+    long input, cache_read, w5m, w1h;
+    const char *last_text; /* the last message's text */
+    uint64_t hash;         /* of model and messages: the answer's seed */
+    int decompose;
+    /* from the marker */
+    char marker[256], id[256], stream_error[64];
+    int status, malformed, drop, tool_use, should_retry;
+    long times, delay_ms, tokens, retry_after_ms, chunk_delay_ms;
+    double retry_after;
+} analysis;
+
+typedef struct reply {
+    int status;
+    nyx_buf body;
+    const char *content_type;
+    char request_id[64];
+    analysis *a;
+    /* streamed or cut bodies go through a callback */
+    size_t *bounds; /* event boundaries in body */
+    size_t nbounds, next_bound;
+    size_t cut; /* end here with an error (drop), 0: no */
+    long chunk_delay_ms;
+    unsigned long serial;
+    nyx_fake *f;
+} reply;
+
+static uint64_t fnv(uint64_t h, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static void sleep_ms(nyx_fake *f, long ms)
+{
+    double until = nyx_now_ms() + (double)ms;
+    while (!f->stopping) {
+        double left = until - nyx_now_ms();
+        if (left <= 0)
+            break;
+        struct timespec ts = {0, (long)((left < 20 ? left : 20) * 1e6)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- reading the request ------------------------------------------------ */
+
+static long tokens_of(size_t chars) { return (long)((chars + 3) / 4); }
+
+/* The text of a message's content (string, or its text blocks). */
+static const char *content_text(const nyx_json *content)
+{
+    if (!content)
+        return "";
+    if (content->type == NYX_JSTR)
+        return content->str;
+    for (size_t i = content->n; content->type == NYX_JARR && i-- > 0;) {
+        const char *t = nyx_json_str(content->items[i], "text", NULL);
+        if (t)
+            return t;
+    }
+    return "";
+}
+
+static void parse_marker(analysis *a, const char *text)
+{
+    const char *m = text ? strstr(text, "[[fake:") : NULL;
+    if (!m || a->marker[0])
+        return;
+    const char *end = strstr(m, "]]");
+    if (!end)
+        return;
+    snprintf(a->marker, sizeof a->marker, "%.*s", (int)(end - m - 7), m + 7);
+    snprintf(a->id, sizeof a->id, "%s", a->marker);
+    char copy[256];
+    snprintf(copy, sizeof copy, "%s", a->marker);
+    char *save = NULL;
+    for (char *kv = strtok_r(copy, ", ", &save); kv;
+         kv = strtok_r(NULL, ", ", &save)) {
+        char *eq = strchr(kv, '=');
+        const char *v = eq ? eq + 1 : "";
+        if (eq)
+            *eq = '\0';
+        if (!strcmp(kv, "status"))
+            a->status = atoi(v);
+        else if (!strcmp(kv, "times"))
+            a->times = atol(v);
+        else if (!strcmp(kv, "id"))
+            snprintf(a->id, sizeof a->id, "%s", v);
+        else if (!strcmp(kv, "retry_after"))
+            a->retry_after = atof(v);
+        else if (!strcmp(kv, "retry_after_ms"))
+            a->retry_after_ms = atol(v);
+        else if (!strcmp(kv, "should_retry"))
+            a->should_retry = !strcmp(v, "true");
+        else if (!strcmp(kv, "delay_ms"))
+            a->delay_ms = atol(v);
+        else if (!strcmp(kv, "tokens"))
+            a->tokens = atol(v);
+        else if (!strcmp(kv, "malformed"))
+            a->malformed = 1;
+        else if (!strcmp(kv, "drop"))
+            a->drop = 1;
+        else if (!strcmp(kv, "tool_use"))
+            a->tool_use = 1;
+        else if (!strcmp(kv, "stream_error"))
+            snprintf(a->stream_error, sizeof a->stream_error, "%s", v);
+        else if (!strcmp(kv, "chunk_delay_ms"))
+            a->chunk_delay_ms = atol(v);
+    }
+}
+
+/* One piece of the cacheable prefix: tools, then system, then messages. */
+typedef struct segment {
+    long tokens;
+    uint64_t hash;
+    int ttl; /* seconds if it carries cache_control, else 0 */
+} segment;
+
+typedef struct segments {
+    segment v[512];
+    size_t n;
+    uint64_t h;
+} segments;
+
+static void add_segment(segments *s, const nyx_json *v)
+{
+    nyx_buf b = {0};
+    if (v->type == NYX_JSTR)
+        nyx_buf_add(&b, v->str, v->len);
+    else
+        nyx_json_canon(&b, v, "cache_control");
+    const nyx_json *cc = nyx_json_get(v, "cache_control");
+    s->h = fnv(s->h, b.data ? b.data : "", b.len);
+    if (s->n < 512) {
+        segment *g = &s->v[s->n++];
+        /* a text block counts its text, not the JSON around it */
+        const nyx_json *text = nyx_json_get(v, "text");
+        g->tokens =
+            tokens_of(text && text->type == NYX_JSTR ? text->len : b.len);
+        g->hash = s->h;
+        g->ttl =
+            cc ? (!strcmp(nyx_json_str(cc, "ttl", "5m"), "1h") ? 3600 : 300)
+               : 0;
+    }
+    nyx_buf_free(&b);
+}
+
+static void add_all(segments *s, const nyx_json *v)
+{
+    if (!v)
+        return;
+    if (v->type == NYX_JARR)
+        for (size_t i = 0; i < v->n; i++)
+            add_segment(s, v->items[i]);
+    else
+        add_segment(s, v);
+}
+
+static double *cache_slot(nyx_fake *f, uint64_t key, int create)
+{
+    if (create && f->cache_cap == 0) {
+        f->cache_cap = 4096;
+        f->cache = calloc(f->cache_cap, sizeof *f->cache);
+        if (!f->cache) {
+            f->cache_cap = 0;
+            return NULL;
+        }
+    }
+    if (!f->cache_cap)
+        return NULL;
+    double now = nyx_now_ms();
+    for (size_t i = 0; i < f->cache_cap; i++) {
+        cache_entry *e = &f->cache[(key + i) % f->cache_cap];
+        if (e->key == key && e->expires > now)
+            return &e->expires;
+        if (e->expires <= now) {
+            if (!create)
+                return NULL;
+            e->key = key;
+            return &e->expires;
+        }
+    }
+    return NULL; /* full of live entries: do not cache */
+}
+
+/* The API looks for the longest cached prefix among the breakpoints,
+ * reads it, and writes the rest up to the last breakpoint. */
+static void simulate_cache(nyx_fake *f, analysis *a, segments *s,
+                           int top_level_ttl)
+{
+    long total = 0, cum[512];
+    for (size_t i = 0; i < s->n; i++) {
+        total += s->v[i].tokens;
+        cum[i] = total;
+    }
+    if (top_level_ttl && s->n && !s->v[s->n - 1].ttl)
+        s->v[s->n - 1].ttl = top_level_ttl;
+    long read = 0, written = 0;
+    pthread_mutex_lock(&f->mu);
+    int hit = -1;
+    for (size_t i = s->n; i-- > 0;) {
+        double *slot;
+        if (s->v[i].ttl && cum[i] >= f->o.cache_min_tokens &&
+            (slot = cache_slot(f, s->v[i].hash, 0))) {
+            *slot = nyx_now_ms() + s->v[i].ttl * 1e3 * f->o.ttl_scale;
+            hit = (int)i;
+            read = cum[i];
+            break;
+        }
+    }
+    for (size_t i = (size_t)(hit + 1); i < s->n; i++) {
+        if (!s->v[i].ttl || cum[i] < f->o.cache_min_tokens)
+            continue;
+        double *slot = cache_slot(f, s->v[i].hash, 1);
+        if (slot)
+            *slot = nyx_now_ms() + s->v[i].ttl * 1e3 * f->o.ttl_scale;
+        long part = cum[i] - (read + written);
+        if (s->v[i].ttl == 3600)
+            a->w1h += part;
+        else
+            a->w5m += part;
+        written += part;
+    }
+    f->cache_reads += read > 0;
+    f->cache_writes += written > 0;
+    pthread_mutex_unlock(&f->mu);
+    a->cache_read = read;
+    a->input = total - read - written;
+    if (a->input < 1)
+        a->input = 1; /* the API always counts some input */
+}
+
+static int count_breakpoints(const nyx_json *v)
+{
+    if (!v)
+        return 0;
+    int n = nyx_json_get(v, "cache_control") != NULL;
+    for (size_t i = 0; (v->type == NYX_JARR || v->type == NYX_JOBJ) && i < v->n;
+         i++)
+        n += count_breakpoints(v->items[i]);
+    return n;
+}
+
+static int contains_ci(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; hay && *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Fills a from the request; returns an error message for a 400, or NULL. */
+static const char *analyse(nyx_fake *f, analysis *a, const nyx_json *root)
+{
+    a->root = root;
+    a->should_retry = -1;
+    if (!root || root->type != NYX_JOBJ)
+        return "request body must be a JSON object";
+    a->model = nyx_json_str(root, "model", NULL);
+    if (!a->model)
+        return "model: Field required";
+    const nyx_json *mt = nyx_json_get(root, "max_tokens");
+    if (!mt || mt->type != NYX_JNUM || mt->num < 1)
+        return "max_tokens: Field required (an integer >= 1)";
+    a->max_tokens = (long)mt->num;
+    const nyx_json *msgs = nyx_json_get(root, "messages");
+    if (!msgs || msgs->type != NYX_JARR || msgs->n == 0)
+        return "messages: at least one message is required";
+    for (size_t i = 0; i < msgs->n; i++) {
+        const char *role = nyx_json_str(msgs->items[i], "role", "");
+        if (strcmp(role, "user") && strcmp(role, "assistant"))
+            return "messages: each message's role must be user or assistant";
+    }
+    const nyx_json *stream = nyx_json_get(root, "stream");
+    a->stream = stream && stream->type == NYX_JBOOL && stream->boolean;
+    a->tools = nyx_json_get(root, "tools");
+    a->stops = nyx_json_get(root, "stop_sequences");
+    a->tool_choice = nyx_json_get(root, "tool_choice");
+    const nyx_json *system = nyx_json_get(root, "system");
+    const nyx_json *top_cc = nyx_json_get(root, "cache_control");
+    a->breakpoints = count_breakpoints(a->tools) + count_breakpoints(system) +
+                     count_breakpoints(msgs) + (top_cc != NULL);
+    if (a->breakpoints > 4)
+        return "A maximum of 4 blocks with cache_control may be provided.";
+
+    a->last_text =
+        content_text(nyx_json_get(msgs->items[msgs->n - 1], "content"));
+    const char *system_text =
+        system && system->type == NYX_JSTR ? system->str : content_text(system);
+    parse_marker(a, a->last_text);
+    parse_marker(a, system_text);
+    a->decompose =
+        (contains_ci(a->last_text, "subtask") ||
+         contains_ci(system_text, "subtask")) &&
+        (contains_ci(a->last_text, "json") || contains_ci(system_text, "json"));
+
+    segments *s = calloc(1, sizeof *s);
+    if (!s)
+        return "out of memory";
+    s->h = fnv(1469598103934665603ULL ^ f->o.seed, a->model, strlen(a->model));
+    add_all(s, a->tools);
+    add_all(s, system);
+    for (size_t i = 0; i < msgs->n; i++)
+        add_all(s, nyx_json_get(msgs->items[i], "content"));
+    a->hash = s->h;
+    simulate_cache(
+        f, a, s,
+        top_cc ? (!strcmp(nyx_json_str(top_cc, "ttl", "5m"), "1h") ? 3600 : 300)
+               : 0);
+    free(s);
+    return NULL;
+}
+
+/* ---- answering ------------------------------------------------------------
+ */
+
+static const char *const WORDS[] = {
+    "the",      "plan",    "first",    "checks",  "each",  "step",  "then",
+    "verifies", "results", "against",  "goal",    "with",  "care",  "and",
+    "records",  "what",    "changed",  "so",      "that",  "later", "work",
+    "builds",   "on",      "solid",    "ground",  "while", "risks", "stay",
+    "visible",  "to",      "everyone", "involved"};
+
+static uint64_t next_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void answer_text(const analysis *a, unsigned seed, nyx_buf *text)
+{
+    uint64_t r = a->hash ^ seed ^ 0x9E3779B97F4A7C15ULL;
+    if (!r)
+        r = 1;
+    if (a->decompose) {
+        const char *goal = a->last_text;
+        int depth = 0;
+        for (const char *p = goal; (p = strstr(p, "(part ")); p++)
+            depth++;
+        if (depth >= 2 || strlen(goal) < 12) {
+            nyx_buf_addf(text, "{\"atomic\": true, \"subtasks\": []}");
+            return;
+        }
+        int n = 2 + (int)(next_rand(&r) % 3);
+        nyx_buf_addf(text, "{\"atomic\": false, \"subtasks\": [");
+        for (int i = 1; i <= n; i++) {
+            char goal_part[200];
+            snprintf(goal_part, sizeof goal_part, "%.120s (part %d of %d)",
+                     goal, i, n);
+            nyx_buf_addf(text, "%s{\"goal\": ", i > 1 ? ", " : "");
+            nyx_json_quote(text, goal_part, strlen(goal_part));
+            nyx_buf_addf(text, "}");
+        }
+        nyx_buf_addf(text, "]}");
+        return;
+    }
+    size_t want = a->tokens > 0 ? (size_t)a->tokens * 4 : 0;
+    int words = want ? 1 << 30 : 12 + (int)(next_rand(&r) % 40);
+    nyx_buf_addf(text, "Offline answer:");
+    for (int i = 0; i < words && (!want || text->len < want); i++)
+        nyx_buf_addf(text, " %s",
+                     WORDS[next_rand(&r) % (sizeof WORDS / sizeof *WORDS)]);
+    if (want) {
+        while (text->len < want)
+            nyx_buf_add(text, ".", 1);
+        text->len = want;
+        text->data[want] = '\0';
+    } else {
+        nyx_buf_add(text, ".", 1);
+    }
+}
+
+static const char *error_type(int status)
+{
+    switch (status) {
+    case 400:
+        return "invalid_request_error";
+    case 401:
+        return "authentication_error";
+    case 402:
+        return "billing_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 409:
+        return "conflict_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 408:
+    case 504:
+        return "timeout_error";
+    case 529:
+        return "overloaded_error";
+    default:
+        return "api_error";
+    }
+}
+
+static const char *error_message(int status)
+{
+    switch (status) {
+    case 401:
+        return "invalid x-api-key";
+    case 429:
+        return "Number of requests has exceeded your rate limit";
+    case 529:
+        return "Overloaded";
+    case 500:
+        return "Internal server error";
+    default:
+        return "The fake server was told to fail this request";
+    }
+}
+
+static void error_body(reply *r, int status, const char *type, const char *msg)
+{
+    r->status = status;
+    nyx_buf_addf(&r->body,
+                 "{\"type\":\"error\",\"error\":{\"type\":\"%s\","
+                 "\"message\":",
+                 type);
+    nyx_json_quote(&r->body, msg, strlen(msg));
+    nyx_buf_addf(&r->body, "},\"request_id\":\"%s\"}", r->request_id);
+}
+
+typedef struct answer {
+    nyx_buf text;
+    long output_tokens;
+    const char *stop_reason;
+    const char *stop_sequence;
+    const char *tool_name;
+    char tool_input[256];
+    char tool_id[64];
+} answer;
+
+static void make_answer(nyx_fake *f, const analysis *a, answer *ans,
+                        unsigned long serial)
+{
+    answer_text(a, f->o.seed, &ans->text);
+    ans->stop_reason = "end_turn";
+    for (size_t i = 0;
+         a->stops && a->stops->type == NYX_JARR && i < a->stops->n; i++) {
+        const nyx_json *s = a->stops->items[i];
+        char *hit = s->type == NYX_JSTR && s->len
+                        ? strstr(ans->text.data, s->str)
+                        : NULL;
+        if (hit) {
+            ans->text.len = (size_t)(hit - ans->text.data);
+            ans->text.data[ans->text.len] = '\0';
+            ans->stop_reason = "stop_sequence";
+            ans->stop_sequence = s->str;
+        }
+    }
+    ans->output_tokens = tokens_of(ans->text.len);
+    if (ans->output_tokens < 1)
+        ans->output_tokens = 1;
+    if (ans->output_tokens > a->max_tokens) {
+        size_t keep = (size_t)a->max_tokens * 4;
+        while (keep > 0 && (ans->text.data[keep] & 0xC0) == 0x80)
+            keep--; /* not in the middle of a character */
+        ans->text.len = keep;
+        ans->text.data[keep] = '\0';
+        ans->output_tokens = a->max_tokens;
+        ans->stop_reason = "max_tokens";
+        ans->stop_sequence = NULL;
+    }
+    const char *forced = nyx_json_str(a->tool_choice, "type", "auto");
+    int want_tool =
+        a->tool_use || !strcmp(forced, "any") || !strcmp(forced, "tool");
+    if (want_tool && a->tools && a->tools->type == NYX_JARR && a->tools->n &&
+        strcmp(ans->stop_reason, "max_tokens") != 0) {
+        ans->tool_name = nyx_json_str(a->tool_choice, "name", NULL);
+        if (!ans->tool_name)
+            ans->tool_name = nyx_json_str(a->tools->items[0], "name", "tool");
+        nyx_buf in = {0};
+        nyx_buf_addf(&in, "{\"query\": ");
+        nyx_json_quote(&in, a->last_text,
+                       strlen(a->last_text) > 40 ? 40 : strlen(a->last_text));
+        nyx_buf_addf(&in, "}");
+        snprintf(ans->tool_input, sizeof ans->tool_input, "%s", in.data);
+        nyx_buf_free(&in);
+        snprintf(ans->tool_id, sizeof ans->tool_id, "toolu_fake_%06lu", serial);
+        ans->stop_reason = "tool_use";
+        ans->stop_sequence = NULL;
+        ans->output_tokens += tokens_of(strlen(ans->tool_input)) + 8;
+    }
+}
+
+static void usage_json(nyx_buf *b, const analysis *a, long output_tokens)
+{
+    nyx_buf_addf(b,
+                 "{\"input_tokens\":%ld,\"cache_creation_input_tokens\":%ld,"
+                 "\"cache_read_input_tokens\":%ld,\"cache_creation\":{"
+                 "\"ephemeral_5m_input_tokens\":%ld,"
+                 "\"ephemeral_1h_input_tokens\":%ld},\"output_tokens\":%ld,"
+                 "\"service_tier\":\"standard\"}",
+                 a->input, a->w5m + a->w1h, a->cache_read, a->w5m, a->w1h,
+                 output_tokens);
+}
+
+static void message_json(nyx_buf *b, const analysis *a, const answer *ans,
+                         const char *msg_id, int complete)
+{
+    nyx_buf_addf(b,
+                 "{\"id\":\"%s\",\"type\":\"message\",\"role\":\"assistant\","
+                 "\"model\":",
+                 msg_id);
+    nyx_json_quote(b, a->model, strlen(a->model));
+    nyx_buf_addf(b, ",\"content\":[");
+    if (complete) {
+        nyx_buf_addf(b, "{\"type\":\"text\",\"text\":");
+        nyx_json_quote(b, ans->text.data, ans->text.len);
+        nyx_buf_addf(b, "}");
+        if (ans->tool_name) {
+            nyx_buf_addf(b, ",{\"type\":\"tool_use\",\"id\":\"%s\",\"name\":",
+                         ans->tool_id);
+            nyx_json_quote(b, ans->tool_name, strlen(ans->tool_name));
+            nyx_buf_addf(b, ",\"input\":%s}", ans->tool_input);
+        }
+    }
+    nyx_buf_addf(b, "],\"stop_reason\":");
+    if (complete)
+        nyx_buf_addf(b, "\"%s\"", ans->stop_reason);
+    else
+        nyx_buf_addf(b, "null");
+    nyx_buf_addf(b, ",\"stop_sequence\":");
+    if (complete && ans->stop_sequence)
+        nyx_json_quote(b, ans->stop_sequence, strlen(ans->stop_sequence));
+    else
+        nyx_buf_addf(b, "null");
+    nyx_buf_addf(b, ",\"usage\":");
+    usage_json(b, a, complete ? ans->output_tokens : 1);
+    nyx_buf_addf(b, "}");
+}
+
+static int add_bound(reply *r)
+{
+    size_t *b = realloc(r->bounds, (r->nbounds + 1) * sizeof *b);
+    if (!b)
+        return -1;
+    r->bounds = b;
+    r->bounds[r->nbounds++] = r->body.len;
+    return 0;
+}
+
+static void event(reply *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void event(reply *r, const char *name, const char *fmt, ...)
+{
+    nyx_buf_addf(&r->body, "event: %s\ndata: ", name);
+    char small[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof small, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < sizeof small) {
+        nyx_buf_add(&r->body, small, (size_t)n);
+    } else {
+        char *big = malloc((size_t)n + 1);
+        va_start(ap, fmt);
+        if (big)
+            vsnprintf(big, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        if (big)
+            nyx_buf_add(&r->body, big, (size_t)n);
+        free(big);
+    }
+    nyx_buf_add(&r->body, "\n\n", 2);
+    add_bound(r);
+}
+
+/* The SSE sequence the docs give, text cut into deltas of ~24 bytes. */
+static void stream_body(reply *r, const analysis *a, const answer *ans,
+                        const char *msg_id)
+{
+    nyx_buf m = {0}, q = {0};
+    message_json(&m, a, ans, msg_id, 0);
+    event(r, "message_start", "{\"type\":\"message_start\",\"message\":%s}",
+          m.data);
+    event(r, "content_block_start",
+          "{\"type\":\"content_block_start\","
+          "\"index\":0,\"content_block\":{\"type\":"
+          "\"text\",\"text\":\"\"}}");
+    event(r, "ping", "{\"type\": \"ping\"}");
+    int deltas = 0;
+    for (size_t i = 0; i < ans->text.len;) {
+        size_t n = ans->text.len - i < 24 ? ans->text.len - i : 24;
+        while (i + n < ans->text.len && (ans->text.data[i + n] & 0xC0) == 0x80)
+            n++;
+        q.len = 0;
+        nyx_json_quote(&q, ans->text.data + i, n);
+        event(r, "content_block_delta",
+              "{\"type\":\"content_block_delta\","
+              "\"index\":0,\"delta\":{\"type\":"
+              "\"text_delta\",\"text\":%s}}",
+              q.data);
+        i += n;
+        if (++deltas == 1 && a->stream_error[0]) {
+            event(r, "error",
+                  "{\"type\":\"error\",\"error\":{\"type\":\"%s\","
+                  "\"message\":\"%s\"}}",
+                  a->stream_error,
+                  !strcmp(a->stream_error, "overloaded_error")
+                      ? "Overloaded"
+                      : "Stream failed");
+            goto out;
+        }
+    }
+    event(r, "content_block_stop",
+          "{\"type\":\"content_block_stop\",\"index\":0}");
+    if (ans->tool_name) {
+        q.len = 0;
+        nyx_json_quote(&q, ans->tool_name, strlen(ans->tool_name));
+        event(r, "content_block_start",
+              "{\"type\":\"content_block_start\",\"index\":1,\"content_block\":"
+              "{\"type\":\"tool_use\",\"id\":\"%s\",\"name\":%s,\"input\":{}}}",
+              ans->tool_id, q.data);
+        size_t len = strlen(ans->tool_input);
+        event(r, "content_block_delta",
+              "{\"type\":\"content_block_delta\","
+              "\"index\":1,\"delta\":{\"type\":"
+              "\"input_json_delta\",\"partial_json\":\"\"}}");
+        for (size_t i = 0; i < len; i += 10) {
+            q.len = 0;
+            nyx_json_quote(&q, ans->tool_input + i,
+                           len - i < 10 ? len - i : 10);
+            event(r, "content_block_delta",
+                  "{\"type\":\"content_block_delta\","
+                  "\"index\":1,\"delta\":{\"type\":"
+                  "\"input_json_delta\","
+                  "\"partial_json\":%s}}",
+                  q.data);
+        }
+        event(r, "content_block_stop",
+              "{\"type\":\"content_block_stop\",\"index\":1}");
+    }
+    q.len = 0;
+    if (ans->stop_sequence)
+        nyx_json_quote(&q, ans->stop_sequence, strlen(ans->stop_sequence));
+    event(r, "message_delta",
+          "{\"type\":\"message_delta\",\"delta\":{"
+          "\"stop_reason\":\"%s\",\"stop_sequence\":%s},"
+          "\"usage\":{\"output_tokens\":%ld}}",
+          ans->stop_reason, ans->stop_sequence ? q.data : "null",
+          ans->output_tokens);
+    event(r, "message_stop", "{\"type\":\"message_stop\"}");
+out:
+    nyx_buf_free(&m);
+    nyx_buf_free(&q);
+}
+
+/* Counts a request carrying a `times` marker; 1 if it must still fail. */
+static int still_failing(nyx_fake *f, const analysis *a)
+{
+    if (!a->times)
+        return 1;
+    pthread_mutex_lock(&f->mu);
+    counter *c = NULL;
+    for (size_t i = 0; i < f->ncounters && !c; i++)
+        if (!strcmp(f->counters[i].id, a->id))
+            c = &f->counters[i];
+    if (!c && f->ncounters == f->counters_cap) {
+        size_t cap = f->counters_cap ? f->counters_cap * 2 : 16;
+        counter *v = realloc(f->counters, cap * sizeof *v);
+        if (v) {
+            f->counters = v;
+            f->counters_cap = cap;
+        }
+    }
+    if (!c && f->ncounters < f->counters_cap) {
+        c = &f->counters[f->ncounters++];
+        snprintf(c->id, sizeof c->id, "%s", a->id);
+        c->n = 0;
+    }
+    int fail = c ? c->n++ < a->times : 1;
+    pthread_mutex_unlock(&f->mu);
+    return fail;
+}
+
+static void messages(nyx_fake *f, reply *r, struct MHD_Connection *conn,
+                     const nyx_buf *body, analysis *a)
+{
+    if (!MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-api-key")) {
+        error_body(r, 401, "authentication_error",
+                   "x-api-key header is required");
+        return;
+    }
+    if (!MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                     "anthropic-version")) {
+        error_body(r, 400, "invalid_request_error",
+                   "anthropic-version: header is required");
+        return;
+    }
+    nyx_err err;
+    nyx_json_doc *doc =
+        nyx_json_parse(body->data ? body->data : "", body->len, &err);
+    const char *bad = doc ? analyse(f, a, nyx_json_root(doc)) : err.msg;
+    if (bad) {
+        error_body(r, 400, "invalid_request_error", bad);
+        nyx_json_free(doc);
+        return;
+    }
+    long delay = a->delay_ms ? a->delay_ms : f->o.delay_ms;
+    if (delay > 0)
+        sleep_ms(f, delay);
+    if (a->status && still_failing(f, a)) {
+        error_body(r, a->status, error_type(a->status),
+                   error_message(a->status));
+    } else if (a->malformed) {
+        r->status = 200;
+        nyx_buf_addf(&r->body,
+                     "{\"id\": \"msg_broken\", \"content\": [{\"type\":");
+    } else {
+        answer ans = {0};
+        char msg_id[64];
+        snprintf(msg_id, sizeof msg_id, "msg_fake_%08x%06lu", f->o.seed,
+                 r->serial);
+        make_answer(f, a, &ans, r->serial);
+        r->status = 200;
+        if (a->stream) {
+            r->content_type = "text/event-stream; charset=utf-8";
+            r->chunk_delay_ms = a->chunk_delay_ms;
+            stream_body(r, a, &ans, msg_id);
+        } else {
+            message_json(&r->body, a, &ans, msg_id, 1);
+        }
+        nyx_buf_free(&ans.text);
+        if (a->drop)
+            r->cut = r->body.len / 2;
+    }
+    a->root = NULL;
+    nyx_json_free(doc);
+}
+
+/* ---- HTTP ------------------------------------------------------------------
+ */
+
+typedef struct request {
+    nyx_buf body;
+} request;
+
+static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    reply *r = cls;
+    size_t end = r->cut ? r->cut : r->body.len;
+    if (pos >= end)
+        return r->cut ? MHD_CONTENT_READER_END_WITH_ERROR
+                      : MHD_CONTENT_READER_END_OF_STREAM;
+    /* stop at the next event boundary, so each event can be delayed */
+    while (r->next_bound < r->nbounds && r->bounds[r->next_bound] <= pos)
+        r->next_bound++;
+    size_t until = r->next_bound < r->nbounds ? r->bounds[r->next_bound] : end;
+    if (until > end)
+        until = end;
+    if (r->chunk_delay_ms && r->nbounds)
+        sleep_ms(r->f, r->chunk_delay_ms);
+    size_t n = until - (size_t)pos;
+    if (n > max)
+        n = max;
+    memcpy(buf, r->body.data + pos, n);
+    return (ssize_t)n;
+}
+
+static void free_reply(void *cls)
+{
+    reply *r = cls;
+    nyx_buf_free(&r->body);
+    free(r->bounds);
+    free(r);
+}
+
+static void add_headers(struct MHD_Response *resp, reply *r, const analysis *a)
+{
+    char v[64];
+    MHD_add_response_header(resp, "content-type", r->content_type);
+    MHD_add_response_header(resp, "request-id", r->request_id);
+    MHD_add_response_header(resp, "anthropic-organization-id",
+                            "00000000-0000-4000-8000-00000000fa4e");
+    MHD_add_response_header(resp, "anthropic-ratelimit-requests-limit", "4000");
+    MHD_add_response_header(resp, "anthropic-ratelimit-requests-remaining",
+                            "3999");
+    MHD_add_response_header(resp, "anthropic-ratelimit-requests-reset",
+                            "2026-01-01T00:00:00Z");
+    MHD_add_response_header(resp, "anthropic-ratelimit-tokens-limit", "400000");
+    MHD_add_response_header(resp, "anthropic-ratelimit-tokens-remaining",
+                            "399000");
+    MHD_add_response_header(resp, "anthropic-ratelimit-tokens-reset",
+                            "2026-01-01T00:00:00Z");
+    if (a->retry_after > 0) {
+        snprintf(v, sizeof v, "%g", a->retry_after);
+        MHD_add_response_header(resp, "retry-after", v);
+    }
+    if (a->retry_after_ms > 0) {
+        snprintf(v, sizeof v, "%ld", a->retry_after_ms);
+        MHD_add_response_header(resp, "retry-after-ms", v);
+    }
+    if (a->should_retry >= 0)
+        MHD_add_response_header(resp, "x-should-retry",
+                                a->should_retry ? "true" : "false");
+}
+
+static void stats_body(nyx_fake *f, reply *r)
+{
+    pthread_mutex_lock(&f->mu);
+    nyx_buf_addf(&r->body,
+                 "{\"requests\":%ld,\"in_flight\":%ld,\"peak_in_flight\":%ld,"
+                 "\"streams\":%ld,\"cache_reads\":%ld,\"cache_writes\":%ld,"
+                 "\"by_status\":{",
+                 f->requests, f->in_flight - 1, f->peak, f->streams,
+                 f->cache_reads, f->cache_writes);
+    int first = 1;
+    for (int s = 0; s < 600; s++)
+        if (f->by_status[s]) {
+            nyx_buf_addf(&r->body, "%s\"%d\":%ld", first ? "" : ",", s,
+                         f->by_status[s]);
+            first = 0;
+        }
+    nyx_buf_addf(&r->body, "}}");
+    pthread_mutex_unlock(&f->mu);
+    r->status = 200;
+}
+
+static void reset(nyx_fake *f, reply *r)
+{
+    pthread_mutex_lock(&f->mu);
+    f->requests = f->streams = f->cache_reads = f->cache_writes = 0;
+    f->peak = f->in_flight;
+    memset(f->by_status, 0, sizeof f->by_status);
+    free(f->cache);
+    f->cache = NULL;
+    f->cache_cap = 0;
+    f->ncounters = 0;
+    pthread_mutex_unlock(&f->mu);
+    r->status = 200;
+    nyx_buf_addf(&r->body, "{\"reset\":true}");
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
+                              const char *url, const char *method,
+                              const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls)
+{
+    nyx_fake *f = cls;
+    request *req = *con_cls;
+    if (!req) { /* first call: headers only */
+        req = calloc(1, sizeof *req);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        pthread_mutex_lock(&f->mu);
+        if (++f->in_flight > f->peak)
+            f->peak = f->in_flight;
+        pthread_mutex_unlock(&f->mu);
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (nyx_buf_add(&req->body, upload, *upload_size) < 0)
+            return MHD_NO;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    reply *r = calloc(1, sizeof *r);
+    analysis *a = calloc(1, sizeof *a);
+    if (!r || !a) {
+        free(r);
+        free(a);
+        return MHD_NO;
+    }
+    r->f = f;
+    r->a = a;
+    a->should_retry = -1;
+    r->content_type = "application/json";
+    pthread_mutex_lock(&f->mu);
+    r->serial = ++f->serial;
+    pthread_mutex_unlock(&f->mu);
+    snprintf(r->request_id, sizeof r->request_id, "req_fake%08x%012lu",
+             f->o.seed, r->serial);
+    int counted = 1;
+    if (!strcmp(url, "/v1/messages") && !strcmp(method, "POST")) {
+        messages(f, r, conn, &req->body, a);
+    } else if (!strcmp(url, "/_fake/stats")) {
+        stats_body(f, r);
+        counted = 0;
+    } else if (!strcmp(url, "/_fake/reset") && !strcmp(method, "POST")) {
+        reset(f, r);
+        counted = 0;
+    } else {
+        error_body(r, 404, "not_found_error", "Not found");
+    }
+    pthread_mutex_lock(&f->mu);
+    if (counted) {
+        f->requests++;
+        f->streams += a->stream && r->status == 200;
+        if (r->status > 0 && r->status < 600)
+            f->by_status[r->status]++;
+    }
+    pthread_mutex_unlock(&f->mu);
+    int status = r->status;
+    int by_callback = a->stream || r->cut || r->chunk_delay_ms;
+    struct MHD_Response *resp =
+        by_callback
+            ? MHD_create_response_from_callback(a->stream ? MHD_SIZE_UNKNOWN
+                                                          : r->body.len,
+                                                4096, read_body, r, free_reply)
+            : MHD_create_response_from_buffer(r->body.len,
+                                              r->body.data ? r->body.data : "",
+                                              MHD_RESPMEM_MUST_COPY);
+    if (!resp) {
+        free_reply(r);
+        free(a);
+        return MHD_NO;
+    }
+    add_headers(resp, r, a);
+    free(a);
+    r->a = NULL;
+    if (!by_callback) /* the buffer was copied */
+        free_reply(r);
+    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ok;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    nyx_fake *f = cls;
+    request *req = *con_cls;
+    if (!req)
+        return;
+    nyx_buf_free(&req->body);
+    free(req);
+    *con_cls = NULL;
+    pthread_mutex_lock(&f->mu);
+    f->in_flight--;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void nyx_fake_defaults(nyx_fake_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->host = "127.0.0.1";
+    o->seed = 1;
+    o->cache_min_tokens = 1024;
+    o->ttl_scale = 1;
+}
+
+nyx_fake *nyx_fake_start(const nyx_fake_opts *o, nyx_err *err)
+{
+    nyx_fake *f = calloc(1, sizeof *f);
+    if (!f) {
+        nyx_errf(err, "out of memory");
+        return NULL;
+    }
+    f->o = *o;
+    pthread_mutex_init(&f->mu, NULL);
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)o->port);
+    if (inet_pton(AF_INET, o->host, &sa.sin_addr) != 1) {
+        nyx_errf(err, "fake Claude: '%s' is not an IPv4 address", o->host);
+        free(f);
+        return NULL;
+    }
+    f->d = MHD_start_daemon(
+        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+            MHD_USE_POLL,
+        (uint16_t)o->port, NULL, NULL, handle, f, MHD_OPTION_SOCK_ADDR, &sa,
+        MHD_OPTION_NOTIFY_COMPLETED, completed, f, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)20000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+    if (!f->d) {
+        nyx_errf(err, "fake Claude: cannot listen on %s:%d", o->host, o->port);
+        free(f);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(f->d, MHD_DAEMON_INFO_BIND_PORT);
+    f->port = info ? info->port : o->port;
+    return f;
+}
+
+int nyx_fake_port(const nyx_fake *f) { return f->port; }
+
+void nyx_fake_stop(nyx_fake *f)
+{
+    if (!f)
+        return;
+    f->stopping = 1;
+    MHD_stop_daemon(f->d);
+    pthread_mutex_destroy(&f->mu);
+    free(f->cache);
+    free(f->counters);
+    free(f);
+}

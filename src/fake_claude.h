@@ -1,0 +1,45 @@
+/* A fake Claude: an HTTP server on loopback that speaks the Messages API
+ * (POST /v1/messages) as the docs define it: bodies, headers, errors, SSE
+ * streams, simulated prompt caching; with a configurable delay and
+ * scripted faults. Deterministic for a given seed. It is NYX's embedded
+ * default model when no API key is set, and what the tests talk to.
+ *
+ * Faults and behaviours are scripted by a marker in the request's text
+ * (the system prompt or the last message): [[fake:key=value,...]]
+ *   status=N          answer with that HTTP status and its error body
+ *   times=N           ... only for the first N requests with this marker
+ *   id=NAME           key of the times counter (default: the marker text)
+ *   retry_after=S     retry-after header (seconds); retry_after_ms=MS
+ *   should_retry=B    x-should-retry header (true/false)
+ *   delay_ms=N        wait before answering
+ *   tokens=N          answer with exactly N output tokens
+ *   malformed         a 200 whose body is not valid JSON
+ *   drop              close the connection half way through the body
+ *   stream_error=T    in a stream, an error event of type T after a delta
+ *   chunk_delay_ms=N  in a stream, wait before each event
+ *   tool_use          answer with a tool_use block (first tool)
+ *
+ * Other routes: GET /_fake/stats (requests, in flight, peak in flight, by
+ * status, cache reads and writes), POST /_fake/reset. */
+#ifndef NYX_FAKE_CLAUDE_H
+#define NYX_FAKE_CLAUDE_H
+
+#include "util.h"
+
+typedef struct nyx_fake nyx_fake;
+
+typedef struct nyx_fake_opts {
+    const char *host;     /* address to bind: "127.0.0.1" */
+    int port;             /* 0: an ephemeral port */
+    int delay_ms;         /* before every answer */
+    unsigned seed;        /* answers depend on it and the request only */
+    int cache_min_tokens; /* shorter prefixes are not cached (1024) */
+    double ttl_scale;     /* cache TTLs times this (1: 5 min and 1 h) */
+} nyx_fake_opts;
+
+void nyx_fake_defaults(nyx_fake_opts *o);
+nyx_fake *nyx_fake_start(const nyx_fake_opts *o, nyx_err *err);
+int nyx_fake_port(const nyx_fake *f);
+void nyx_fake_stop(nyx_fake *f);
+
+#endif

@@ -1,0 +1,310 @@
+/* nyx.claude: the Claude client's Lua face, the I/O half of nyx.llm
+ * (lua/nyx/llm.lua holds the policy: validation, caching, cost, logging).
+ * request(body, opts) sends one Messages API request with its retries,
+ * yielding the task meanwhile (blocking outside one), hands each streamed
+ * event to opts.on_event inside the caller's coroutine, and returns what
+ * happened. Where it sends: ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY; with
+ * neither (or NYX_OFFLINE=1), the embedded offline model. */
+#include "claude.h"
+#include "fake_claude.h"
+#include "lua_nyx.h"
+#include "lua_task.h"
+
+#include <lauxlib.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLIENT_KEY "nyx.claude.client"
+#define CALL_MT    "nyx.claude.call"
+
+typedef struct client {
+    nyx_claude *claude;
+    nyx_fake *fake; /* the offline model, when it is the one answering */
+    char base_url[512];
+    int offline;
+} client;
+
+typedef struct call_box {
+    nyx_claude_call http;
+    nyx_waiter w;
+    int done, ref;
+    nyx_buf events; /* streamed, not yet handed to Lua: len,event,len,data */
+    size_t events_read;
+} call_box;
+
+static int client_gc(lua_State *L)
+{
+    client *c = lua_touserdata(L, 1);
+    nyx_claude_free(c->claude);
+    c->claude = NULL;
+    nyx_fake_stop(c->fake);
+    c->fake = NULL;
+    return 0;
+}
+
+static int start_offline(lua_State *L, client *c)
+{
+    nyx_fake_opts o;
+    nyx_fake_defaults(&o);
+    nyx_err err;
+    c->fake = nyx_fake_start(&o, &err);
+    if (!c->fake)
+        return nyx_raise(L, "connection", err.msg);
+    c->offline = 1;
+    snprintf(c->base_url, sizeof c->base_url, "http://127.0.0.1:%d",
+             nyx_fake_port(c->fake));
+    fprintf(stderr,
+            "nyx: no ANTHROPIC_API_KEY: the offline model answers (a fake "
+            "Claude on %s; set ANTHROPIC_API_KEY for the real one)\n",
+            c->base_url);
+    return 0;
+}
+
+/* The client, made on first use. */
+static client *get_client(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, CLIENT_KEY) == LUA_TUSERDATA) {
+        client *c = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return c;
+    }
+    lua_pop(L, 1);
+    client *c = lua_newuserdatauv(L, sizeof *c, 0);
+    memset(c, 0, sizeof *c);
+    lua_newtable(L);
+    lua_pushcfunction(L, client_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    const char *base = getenv("ANTHROPIC_BASE_URL");
+    const char *key = getenv("ANTHROPIC_API_KEY");
+    const char *offline = getenv("NYX_OFFLINE");
+    base = base && *base ? base : NULL;
+    key = key && *key ? key : NULL;
+    if ((offline && strcmp(offline, "1") == 0) || (!base && !key)) {
+        start_offline(L, c);
+        key = "offline";
+    } else if (!key) {
+        lua_pushfstring(L,
+                        "ANTHROPIC_BASE_URL is set (%s) but ANTHROPIC_API_KEY "
+                        "is not: set the key, or unset ANTHROPIC_BASE_URL to "
+                        "use the offline model",
+                        base);
+        return nyx_raise(L, "authentication_error", lua_tostring(L, -1)), NULL;
+    } else {
+        snprintf(c->base_url, sizeof c->base_url, "%s",
+                 base ? base : "https://api.anthropic.com");
+    }
+    nyx_err err;
+    c->claude = nyx_claude_new(nyx_sched_loop(L), c->base_url, key, &err);
+    if (!c->claude)
+        return nyx_raise(L, "connection", err.msg), NULL;
+    lua_setfield(L, LUA_REGISTRYINDEX, CLIENT_KEY);
+    return c;
+}
+
+/* ---- a call ------------------------------------------------------------ */
+
+static void on_event(nyx_claude_call *http, const char *event, const char *data,
+                     size_t len)
+{
+    call_box *b = http->arg;
+    uint32_t elen = (uint32_t)strlen(event), dlen = (uint32_t)len;
+    nyx_buf_add(&b->events, (const char *)&elen, sizeof elen);
+    nyx_buf_add(&b->events, event, elen);
+    nyx_buf_add(&b->events, (const char *)&dlen, sizeof dlen);
+    nyx_buf_add(&b->events, data, dlen);
+    nyx_waiter_done(&b->w);
+}
+
+static void on_done(nyx_claude_call *http)
+{
+    call_box *b = http->arg;
+    b->done = 1;
+    nyx_waiter_done(&b->w);
+}
+
+static int call_gc(lua_State *L)
+{
+    call_box *b = lua_touserdata(L, 1);
+    nyx_claude_cancel(&b->http); /* frees it too, if it ran */
+    nyx_buf_free(&b->events);
+    return 0;
+}
+
+static void set_number(lua_State *L, const char *k, double v)
+{
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_integer(lua_State *L, const char *k, lua_Integer v)
+{
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_string(lua_State *L, const char *k, const char *v, size_t n)
+{
+    lua_pushlstring(L, v, n);
+    lua_setfield(L, -2, k);
+}
+
+/* What happened, as a table. stack: +1 */
+static void push_outcome(lua_State *L, call_box *b)
+{
+    nyx_claude_call *h = &b->http;
+    lua_createtable(L, 0, 12);
+    set_integer(L, "status", h->status);
+    if (h->response.len)
+        set_string(L, "body", h->response.data, h->response.len);
+    if (h->request_id[0])
+        set_string(L, "request_id", h->request_id, strlen(h->request_id));
+    if (h->headers.len)
+        set_string(L, "headers", h->headers.data, h->headers.len);
+    if (h->error[0])
+        set_string(L, "error", h->error, strlen(h->error));
+    lua_pushboolean(L, h->timed_out);
+    lua_setfield(L, -2, "timed_out");
+    set_integer(L, "retries", h->retries);
+    set_integer(L, "events", h->events);
+    set_number(L, "latency_ms", h->finished_ms - h->started_ms);
+    lua_createtable(L, h->nattempts, 0);
+    for (int i = 0; i < h->nattempts; i++) {
+        nyx_claude_attempt *a = &h->attempts[i];
+        lua_createtable(L, 0, 5);
+        set_integer(L, "status", a->status);
+        if (a->curl_code)
+            set_integer(L, "curl_code", a->curl_code);
+        set_number(L, "ms", a->ms);
+        if (a->delay_ms > 0)
+            set_number(L, "delay_ms", a->delay_ms);
+        if (a->request_id[0])
+            set_string(L, "request_id", a->request_id, strlen(a->request_id));
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "attempts");
+}
+
+/* An error from on_event: the call stops here, and so does the request. */
+static int abandon(lua_State *L, call_box *b)
+{
+    nyx_claude_cancel(&b->http);
+    nyx_unref(L, b->ref);
+    b->ref = LUA_NOREF;
+    return lua_error(L);
+}
+
+/* stack: 1 body, 2 opts, 3 box (uservalue 1: body, 2: on_event) */
+static int request_k(lua_State *L, int status, lua_KContext ctx)
+{
+    call_box *b = (call_box *)ctx;
+    if (status != LUA_OK && status != LUA_YIELD)
+        return abandon(L, b); /* on_event raised after it had waited */
+    while (b->events_read < b->events.len) {
+        const char *p = b->events.data + b->events_read;
+        uint32_t elen, dlen;
+        memcpy(&elen, p, sizeof elen);
+        const char *event = p + sizeof elen;
+        memcpy(&dlen, event + elen, sizeof dlen);
+        const char *data = event + elen + sizeof dlen;
+        b->events_read += 2 * sizeof elen + elen + dlen;
+        lua_getiuservalue(L, 3, 2);
+        lua_pushlstring(L, event, elen);
+        lua_pushlstring(L, data, dlen);
+        /* on_event may wait too; an error in it cancels the request */
+        if (lua_pcallk(L, 2, 0, 0, ctx, request_k) != LUA_OK)
+            return abandon(L, b);
+    }
+    if (!b->done) {
+        b->w.done = 0;
+        return nyx_await(L, &b->w, ctx, request_k);
+    }
+    push_outcome(L, b);
+    nyx_unref(L, b->ref);
+    b->ref = LUA_NOREF;
+    return 1;
+}
+
+static double opt_number(lua_State *L, int t, const char *k, double def)
+{
+    double v = def;
+    if (lua_getfield(L, t, k) != LUA_TNIL) {
+        if (!lua_isnumber(L, -1))
+            luaL_error(L, "bad option '%s' to 'request' (number expected)", k);
+        v = lua_tonumber(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* request(body, opts): opts = {stream=, max_retries=, timeout=(seconds),
+ * beta=, on_event=function(event, data)}. */
+static int claude_request(lua_State *L)
+{
+    size_t len;
+    luaL_checklstring(L, 1, &len);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    client *c = get_client(L);
+    call_box *b = lua_newuserdatauv(L, sizeof *b, 2);
+    memset(b, 0, sizeof *b);
+    b->ref = LUA_NOREF;
+    luaL_setmetatable(L, CALL_MT);
+    lua_pushvalue(L, 1);
+    lua_setiuservalue(L, 3, 1); /* the body lives as long as the call */
+    lua_getfield(L, 2, "on_event");
+    lua_setiuservalue(L, 3, 2);
+    lua_getfield(L, 2, "stream");
+    b->http.stream = lua_toboolean(L, -1);
+    lua_getfield(L, 2, "beta");
+    b->http.beta = lua_tostring(L, -1); /* kept by opts, on the stack */
+    lua_pop(L, 2);
+    b->http.body = lua_tostring(L, 1);
+    b->http.body_len = len;
+    b->http.max_retries = (int)opt_number(L, 2, "max_retries", 2);
+    b->http.timeout_ms = opt_number(L, 2, "timeout", 600) * 1e3;
+    b->http.on_event = on_event;
+    b->http.on_done = on_done;
+    b->http.arg = b;
+    nyx_err err = {{0}};
+    if (nyx_claude_start(c->claude, &b->http, &err) < 0)
+        return nyx_raise(L, "connection", err.msg);
+    lua_pushvalue(L, 3);
+    b->ref = nyx_ref(L); /* in flight: kept whatever happens to the caller */
+    return nyx_await(L, &b->w, (lua_KContext)b, request_k);
+}
+
+static int claude_endpoint(lua_State *L)
+{
+    client *c = get_client(L);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, c->base_url);
+    lua_setfield(L, -2, "base_url");
+    lua_pushboolean(L, c->offline);
+    lua_setfield(L, -2, "offline");
+    return 1;
+}
+
+static int claude_in_flight(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, CLIENT_KEY);
+    client *c = lua_touserdata(L, -1);
+    lua_pushinteger(L, c && c->claude ? nyx_claude_in_flight(c->claude) : 0);
+    return 1;
+}
+
+int luaopen_nyx_claude(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {{"request", claude_request},
+                                     {"endpoint", claude_endpoint},
+                                     {"in_flight", claude_in_flight},
+                                     {NULL, NULL}};
+    luaL_newmetatable(L, CALL_MT);
+    lua_pushcfunction(L, call_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    return 1;
+}
