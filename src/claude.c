@@ -20,7 +20,7 @@ struct nyx_claude {
     unsigned long long rand;
 };
 
-const char *nyx_claude_base_url(const nyx_claude *c) { return c->url; }
+const char *nyx_claude_url(const nyx_claude *c) { return c->url; }
 int nyx_claude_in_flight(const nyx_claude *c) { return c->in_flight; }
 
 static void check_done(nyx_claude *c);

@@ -64,7 +64,8 @@ struct nyx_claude_call {
 nyx_claude *nyx_claude_new(nyx_loop *loop, const char *base_url,
                            const char *api_key, nyx_err *err);
 void nyx_claude_free(nyx_claude *c);
-const char *nyx_claude_base_url(const nyx_claude *c);
+/* The endpoint: {base}/v1/messages. */
+const char *nyx_claude_url(const nyx_claude *c);
 
 /* Starts the call; on_done follows, from a loop callback. */
 int nyx_claude_start(nyx_claude *c, nyx_claude_call *call, nyx_err *err);

@@ -756,10 +756,16 @@ static void messages(nyx_fake *f, reply *r, struct MHD_Connection *conn,
         nyx_json_free(doc);
         return;
     }
+    /* with times=N, the marker's faults hold for its first N requests */
+    if (a->marker[0] && !still_failing(f, a)) {
+        a->status = a->malformed = a->drop = 0;
+        a->stream_error[0] = '\0';
+        a->delay_ms = 0;
+    }
     long delay = a->delay_ms ? a->delay_ms : f->o.delay_ms;
     if (delay > 0)
         sleep_ms(f, delay);
-    if (a->status && still_failing(f, a)) {
+    if (a->status) {
         error_body(r, a->status, error_type(a->status),
                    error_message(a->status));
     } else if (a->malformed) {
@@ -855,28 +861,29 @@ static void add_headers(struct MHD_Response *resp, reply *r, const analysis *a)
                                 a->should_retry ? "true" : "false");
 }
 
-static void stats_body(nyx_fake *f, reply *r)
+int nyx_fake_stats(nyx_fake *f, nyx_buf *b)
 {
     pthread_mutex_lock(&f->mu);
-    nyx_buf_addf(&r->body,
-                 "{\"requests\":%ld,\"in_flight\":%ld,\"peak_in_flight\":%ld,"
-                 "\"streams\":%ld,\"cache_reads\":%ld,\"cache_writes\":%ld,"
-                 "\"by_status\":{",
-                 f->requests, f->in_flight - 1, f->peak, f->streams,
-                 f->cache_reads, f->cache_writes);
+    int rc = nyx_buf_addf(b,
+                          "{\"requests\":%ld,\"in_flight\":%ld,"
+                          "\"peak_in_flight\":%ld,\"streams\":%ld,"
+                          "\"cache_reads\":%ld,\"cache_writes\":%ld,"
+                          "\"by_status\":{",
+                          f->requests, f->in_flight, f->peak, f->streams,
+                          f->cache_reads, f->cache_writes);
     int first = 1;
     for (int s = 0; s < 600; s++)
         if (f->by_status[s]) {
-            nyx_buf_addf(&r->body, "%s\"%d\":%ld", first ? "" : ",", s,
-                         f->by_status[s]);
+            rc |= nyx_buf_addf(b, "%s\"%d\":%ld", first ? "" : ",", s,
+                               f->by_status[s]);
             first = 0;
         }
-    nyx_buf_addf(&r->body, "}}");
+    rc |= nyx_buf_addf(b, "}}");
     pthread_mutex_unlock(&f->mu);
-    r->status = 200;
+    return rc;
 }
 
-static void reset(nyx_fake *f, reply *r)
+void nyx_fake_reset(nyx_fake *f)
 {
     pthread_mutex_lock(&f->mu);
     f->requests = f->streams = f->cache_reads = f->cache_writes = 0;
@@ -887,8 +894,6 @@ static void reset(nyx_fake *f, reply *r)
     f->cache_cap = 0;
     f->ncounters = 0;
     pthread_mutex_unlock(&f->mu);
-    r->status = 200;
-    nyx_buf_addf(&r->body, "{\"reset\":true}");
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
@@ -935,10 +940,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     if (!strcmp(url, "/v1/messages") && !strcmp(method, "POST")) {
         messages(f, r, conn, &req->body, a);
     } else if (!strcmp(url, "/_fake/stats")) {
-        stats_body(f, r);
+        r->status = 200;
+        nyx_fake_stats(f, &r->body);
         counted = 0;
     } else if (!strcmp(url, "/_fake/reset") && !strcmp(method, "POST")) {
-        reset(f, r);
+        nyx_fake_reset(f);
+        r->status = 200;
+        nyx_buf_addf(&r->body, "{\"reset\":true}");
         counted = 0;
     } else {
         error_body(r, 404, "not_found_error", "Not found");

@@ -7,7 +7,8 @@
  * Faults and behaviours are scripted by a marker in the request's text
  * (the system prompt or the last message): [[fake:key=value,...]]
  *   status=N          answer with that HTTP status and its error body
- *   times=N           ... only for the first N requests with this marker
+ *   times=N           faults (status, malformed, drop, stream_error, delay_ms)
+ *                     hold only for the first N requests with this marker
  *   id=NAME           key of the times counter (default: the marker text)
  *   retry_after=S     retry-after header (seconds); retry_after_ms=MS
  *   should_retry=B    x-should-retry header (true/false)
@@ -41,5 +42,10 @@ void nyx_fake_defaults(nyx_fake_opts *o);
 nyx_fake *nyx_fake_start(const nyx_fake_opts *o, nyx_err *err);
 int nyx_fake_port(const nyx_fake *f);
 void nyx_fake_stop(nyx_fake *f);
+
+/* What GET /_fake/stats answers, appended to b as JSON. */
+int nyx_fake_stats(nyx_fake *f, nyx_buf *b);
+/* What POST /_fake/reset does: counters, cache and fault counts to zero. */
+void nyx_fake_reset(nyx_fake *f);
 
 #endif

@@ -287,6 +287,31 @@ static int claude_endpoint(lua_State *L)
     return 1;
 }
 
+/* The offline model's counters (nil when calls go elsewhere). */
+static int claude_fake_stats(lua_State *L)
+{
+    client *c = get_client(L);
+    if (!c->fake)
+        return 0;
+    nyx_buf b = {0};
+    nyx_fake_stats(c->fake, &b);
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    lua_getfield(L, -1, "nyx.core");
+    lua_getfield(L, -1, "json_decode");
+    lua_pushlstring(L, b.data ? b.data : "{}", b.len);
+    nyx_buf_free(&b);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+static int claude_fake_reset(lua_State *L)
+{
+    client *c = get_client(L);
+    if (c->fake)
+        nyx_fake_reset(c->fake);
+    return 0;
+}
+
 static int claude_in_flight(lua_State *L)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, CLIENT_KEY);
@@ -297,10 +322,10 @@ static int claude_in_flight(lua_State *L)
 
 int luaopen_nyx_claude(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {{"request", claude_request},
-                                     {"endpoint", claude_endpoint},
-                                     {"in_flight", claude_in_flight},
-                                     {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"request", claude_request},       {"endpoint", claude_endpoint},
+        {"in_flight", claude_in_flight},   {"fake_stats", claude_fake_stats},
+        {"fake_reset", claude_fake_reset}, {NULL, NULL}};
     luaL_newmetatable(L, CALL_MT);
     lua_pushcfunction(L, call_gc);
     lua_setfield(L, -2, "__gc");
