@@ -10,12 +10,17 @@
 #include <strings.h>
 #include <time.h>
 
+#define POOL_MAX 4096
+
 struct nyx_claude {
     nyx_loop *loop;
     CURLM *multi;
     nyx_timer *timer;
     char url[1024];
-    char key_header[512]; /* "x-api-key: ..." */
+    char key_header[512];       /* "x-api-key: ..." */
+    struct curl_slist *headers; /* the same for every call without a beta */
+    CURL *pool[POOL_MAX]; /* idle handles, options set: reused, not remade */
+    int npool;
     int in_flight;
     unsigned long long rand;
 };
@@ -117,7 +122,10 @@ void nyx_claude_free(nyx_claude *c)
     if (!c)
         return;
     nyx_timer_stop(c->loop, c->timer);
+    while (c->npool)
+        curl_easy_cleanup(c->pool[--c->npool]);
     curl_multi_cleanup(c->multi);
+    curl_slist_free_all(c->headers);
     /* the key leaves memory with the client */
     memset(c->key_header, 0, sizeof c->key_header);
     free(c);
@@ -211,49 +219,73 @@ static size_t header_cb(char *h, size_t size, size_t n, void *arg)
     return len;
 }
 
-static int setup_easy(nyx_claude *c, nyx_claude_call *call, nyx_err *err)
+static struct curl_slist *make_headers(const nyx_claude *c, const char *beta)
+{
+    struct curl_slist *l = NULL, *n;
+    const char *lines[] = {c->key_header, "anthropic-version: 2023-06-01",
+                           "content-type: application/json",
+                           /* else libcurl waits for a 100 Continue on
+                            * bodies over 1 KB */
+                           "Expect:", beta};
+    for (size_t i = 0; i < sizeof lines / sizeof *lines && lines[i]; i++) {
+        if (!(n = curl_slist_append(l, lines[i]))) {
+            curl_slist_free_all(l);
+            return NULL;
+        }
+        l = n;
+    }
+    return l;
+}
+
+/* A handle with everything set that is the same for every call. */
+static CURL *new_easy(nyx_claude *c)
 {
     CURL *e = curl_easy_init();
+    if (!e)
+        return NULL;
+    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    return e;
+}
+
+static int setup_easy(nyx_claude *c, nyx_claude_call *call, nyx_err *err)
+{
+    CURL *e = c->npool ? c->pool[--c->npool] : new_easy(c);
     if (!e) {
         nyx_errf(err, "cannot create a libcurl handle");
         return -1;
     }
     call->easy = e;
-    struct curl_slist *l = NULL;
-    l = curl_slist_append(l, c->key_header);
-    l = curl_slist_append(l, "anthropic-version: 2023-06-01");
-    l = curl_slist_append(l, "content-type: application/json");
-    /* libcurl would wait for a 100 Continue on bodies over 1 KB */
-    l = curl_slist_append(l, "Expect:");
-    if (call->beta) {
-        char beta[512];
-        snprintf(beta, sizeof beta, "anthropic-beta: %s", call->beta);
-        l = curl_slist_append(l, beta);
-    }
-    call->slist = l;
-    if (!l) {
+    if (!c->headers && !(c->headers = make_headers(c, NULL))) {
         nyx_errf(err, "out of memory");
         return -1;
     }
-    curl_easy_setopt(e, CURLOPT_URL, c->url);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, l);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    struct curl_slist *headers = c->headers;
+    if (call->beta) {
+        char beta[512];
+        snprintf(beta, sizeof beta, "anthropic-beta: %s", call->beta);
+        if (!(call->slist = headers = make_headers(c, beta))) {
+            nyx_errf(err, "out of memory");
+            return -1;
+        }
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
                      (curl_off_t)call->body_len);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
     curl_easy_setopt(e, CURLOPT_PRIVATE, call);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)call->timeout_ms);
     curl_easy_setopt(
         e, CURLOPT_CONNECTTIMEOUT_MS,
         (long)(call->timeout_ms < 10000 ? call->timeout_ms : 10000));
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     return 0;
 }
 
@@ -387,8 +419,13 @@ static void check_done(nyx_claude *c)
 
 void nyx_claude_call_free(nyx_claude_call *call)
 {
-    if (call->easy) {
-        curl_easy_cleanup(call->easy);
+    if (call->easy) { /* back to the pool, its connection kept by the multi */
+        nyx_claude *c = call->client;
+        curl_easy_setopt(call->easy, CURLOPT_PRIVATE, NULL);
+        if (c && c->npool < POOL_MAX)
+            c->pool[c->npool++] = call->easy;
+        else
+            curl_easy_cleanup(call->easy);
         call->easy = NULL;
     }
     curl_slist_free_all(call->slist);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 typedef struct opts {
@@ -199,9 +200,21 @@ static int is_script(const char *word)
            access(word, F_OK) == 0;
 }
 
+/* A fan-out of a thousand calls needs a thousand sockets: take what the
+ * hard limit allows instead of the usual soft 1024. */
+static void raise_fd_limit(void)
+{
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
+}
+
 int main(int argc, char **argv)
 {
     opts o = {0};
+    raise_fd_limit();
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
