@@ -504,97 +504,304 @@ static int conn_tostring(lua_State *L)
 
 /* ---- the log writer --------------------------------------------------- */
 
-/* Rows the engine logs (LLM calls, tool runs, ...) go through nyx.db.log:
- * everything logged during one scheduler round is written in one batch
- * (lua/nyx/dblog.lua) on a connection of the writer's own, so a script's
- * open transaction never holds a log row; each caller waits until its rows
- * are committed. */
+/* Rows the engine logs (LLM calls, tool runs, ...) go through nyx.db.log.
+ * Everything logged while a batch is being written waits for the next
+ * one; a batch is one statement (lua/nyx/dblog.lua builds it: one INSERT
+ * per table, chained in a WITH), sent without blocking on a connection of
+ * the writer's own, so the event loop runs on while PostgreSQL commits and
+ * a script's open transaction never holds a log row. Each caller waits
+ * until its rows are committed. If a batch fails, its callers' rows are
+ * written again one caller at a time, so one bad row fails only its own. */
 
-#define ENTRY_MT "nyx.db.logentry"
+#define ENTRY_MT         "nyx.db.logentry"
+#define MAX_BATCH_PARAMS 60000 /* PostgreSQL takes 65535 */
 
 typedef struct log_entry {
     nyx_waiter w;
-    int rows_ref, ok, queued;
+    int rows_ref, ok, queued, solo, nparams;
     char error[512];
     struct log_entry *next;
 } log_entry;
 
 typedef struct log_writer {
-    log_entry *head, *tail;
+    lua_State *L;           /* the main thread */
+    log_entry *head, *tail; /* waiting for the next batch */
+    log_entry *flight;      /* the batch being written */
+    conn *log;              /* the writer's connection */
+    int watched;            /* its socket is on the loop */
+    char error[512];        /* the batch's first error */
 } log_writer;
 
-/* The writer's own connection: a clone of the default one, remade when the
- * default changes. stack: +1 (conn) */
-static void push_log_conn(lua_State *L)
+static log_writer *get_writer(lua_State *L);
+
+/* The writer's connection: a clone of the default one, remade when the
+ * default changes (never while a batch is on it). stack: 0 */
+static conn *log_conn(lua_State *L, log_writer *w)
 {
     int first;
     conn *d = get_conn(L, &first); /* may open the default */
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LOG_KEY) == LUA_TUSERDATA) {
-        conn *c = lua_touserdata(L, -1);
-        if (c->pg && c->generation == d->generation)
-            return;
-        nyx_pg_close(c->pg);
-        c->pg = NULL;
+    if (w->log && w->log->pg && w->log->generation == d->generation &&
+        nyx_pg_ok(w->log->pg))
+        return w->log;
+    if (w->log) {
+        nyx_pg_close(w->log->pg);
+        w->log->pg = NULL;
     }
-    lua_pop(L, 1);
     nyx_err err;
     nyx_pg *pg = nyx_pg_clone(d->pg, &err);
     if (!pg)
         raise_connection(L, err.msg, "the log writer");
     conn *c = new_conn(L, pg, "the log writer", d->embedded);
     c->generation = d->generation;
-    lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &LOG_KEY);
+    return w->log = c;
 }
 
-/* flush(batch): writes the entries' rows; returns the errors table. */
-static int log_flush(lua_State *L)
+static void finish_entry(log_writer *w, log_entry *e, const char *error)
 {
-    log_entry *batch = lua_touserdata(L, 1);
+    e->queued = 0;
+    e->next = NULL;
+    e->ok = error == NULL;
+    snprintf(e->error, sizeof e->error, "%s", error ? error : "");
+    nyx_one_line(e->error, sizeof e->error);
+    nyx_unref(w->L, e->rows_ref);
+    e->rows_ref = LUA_NOREF;
+    nyx_waiter_done(&e->w);
+}
+
+/* The batch is over: wake its callers, or give each failed one a second
+ * chance on its own. */
+static void batch_done(log_writer *w)
+{
+    if (w->watched)
+        nyx_loop_watch(nyx_sched_loop(w->L), w->watched - 1, 0, NULL, NULL);
+    w->watched = 0;
+    log_entry *batch = w->flight, *rhead = NULL, *rtail = NULL;
+    w->flight = NULL;
+    int alone = batch && !batch->next;
+    for (log_entry *e = batch, *next; e; e = next) {
+        next = e->next;
+        if (w->error[0] && !alone && !e->solo) {
+            e->solo = 1;
+            e->next = NULL;
+            if (rtail)
+                rtail->next = e;
+            else
+                rhead = e;
+            rtail = e;
+        } else {
+            finish_entry(w, e, w->error[0] ? w->error : NULL);
+        }
+    }
+    if (rhead) { /* ahead of the rest, in their order */
+        rtail->next = w->head;
+        if (!w->head)
+            w->tail = rtail;
+        w->head = rhead;
+    }
+    if (w->log && w->log->pg && !nyx_pg_ok(w->log->pg)) {
+        nyx_pg_close(w->log->pg); /* lost: the next batch reconnects */
+        w->log->pg = NULL;
+    }
+}
+
+static void log_io(nyx_loop *loop, int fd, unsigned events, void *arg)
+{
+    log_writer *w = arg;
+    nyx_pg *pg = w->log->pg;
+    if (events & NYX_WRITE) {
+        int f = nyx_pg_flush(pg);
+        if (f == 0)
+            nyx_loop_watch(loop, fd, NYX_READ, log_io, w);
+        if (f < 0)
+            goto failed;
+    }
+    if (!(events & (NYX_READ | NYX_ERROR)))
+        return;
+    if (nyx_pg_consume(pg) < 0)
+        goto failed;
+    while (!nyx_pg_busy(pg)) {
+        nyx_pg_res *res = nyx_pg_next_result(pg);
+        if (!res) {
+            batch_done(w);
+            return;
+        }
+        if (!nyx_pg_res_ok(res) && !w->error[0]) {
+            nyx_pg_error e;
+            nyx_pg_res_error(pg, res, &e);
+            snprintf(w->error, sizeof w->error, "%s", e.message);
+        }
+        nyx_pg_clear(res);
+    }
+    return;
+failed:
+    snprintf(w->error, sizeof w->error, "%s", nyx_pg_error_message(pg));
+    if (!w->error[0])
+        snprintf(w->error, sizeof w->error, "the log connection failed");
+    batch_done(w);
+}
+
+/* Parameters of a batch: numbers and booleans are written into one buffer,
+ * strings point at the Lua strings (their rows keep them), tables become
+ * JSON kept in a Lua table: no Lua string is made per value. */
+typedef struct batch_params {
+    const char **p;
+    size_t *at; /* offset in text, or -1: p[k] is set */
+    nyx_buf text;
+    int enc, keep, nkeep;
+} batch_params;
+
+/* Converts the value on top of the stack into parameter k; pops it. */
+static void add_param(lua_State *L, batch_params *b, int k)
+{
+    int t = lua_type(L, -1);
+    char num[64];
+    int len = -1;
+    b->p[k] = NULL;
+    b->at[k] = (size_t)-1;
+    if (t == LUA_TSTRING) {
+        b->p[k] = lua_tostring(L, -1);
+    } else if (t == LUA_TNUMBER && lua_isinteger(L, -1)) {
+        len = snprintf(num, sizeof num, LUA_INTEGER_FMT,
+                       (LUAI_UACINT)lua_tointeger(L, -1));
+    } else if (t == LUA_TNUMBER) {
+        double d = lua_tonumber(L, -1);
+        len = isnan(d) ? snprintf(num, sizeof num, "NaN")
+              : isinf(d)
+                  ? snprintf(num, sizeof num, "%sInfinity", d > 0 ? "" : "-")
+                  : snprintf(num, sizeof num, "%.17g", d);
+    } else if (t == LUA_TBOOLEAN) {
+        len = snprintf(num, sizeof num, "%c", lua_toboolean(L, -1) ? 't' : 'f');
+    } else if (t == LUA_TTABLE) {
+        lua_pushvalue(L, b->enc);
+        lua_pushvalue(L, -2);
+        lua_call(L, 1, 1);
+        b->p[k] = lua_tostring(L, -1);
+        lua_rawseti(L, b->keep, ++b->nkeep);
+    } else if (t != LUA_TNIL && t != LUA_TLIGHTUSERDATA) {
+        luaL_error(L, "bad log value $%d (%s)", k + 1, luaL_typename(L, -1));
+    }
+    lua_pop(L, 1);
+    if (len >= 0) {
+        b->at[k] = b->text.len;
+        if (nyx_buf_add(&b->text, num, (size_t)len + 1) < 0)
+            luaL_error(L, "out of memory");
+    }
+}
+
+/* Converts the groups (at index groups: {ncol=, rows={values...}}) into
+ * n parameters. */
+static void batch_values(lua_State *L, batch_params *b, int groups, int n)
+{
+    int k = 0;
+    for (lua_Integer g = 1; lua_rawgeti(L, groups, g) == LUA_TTABLE; g++) {
+        lua_getfield(L, -1, "ncol");
+        int ncol = (int)lua_tointeger(L, -1);
+        lua_getfield(L, -2, "rows");
+        for (lua_Integer r = 1; lua_rawgeti(L, -1, r) == LUA_TTABLE; r++) {
+            for (int col = 1; col <= ncol && k < n; col++) {
+                lua_rawgeti(L, -1, col);
+                add_param(L, b, k++);
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 4); /* the nil row, rows, ncol, the group */
+    }
+    lua_pop(L, 1);
+    for (int i = 0; i < n; i++)
+        if (b->at[i] != (size_t)-1)
+            b->p[i] = b->text.data + b->at[i];
+}
+
+static int free_text(lua_State *L)
+{
+    batch_params *b = lua_touserdata(L, 1);
+    nyx_buf_free(&b->text);
+    return 0;
+}
+
+/* send(): builds the flight batch's statement and sends it. */
+static int log_send(lua_State *L)
+{
+    log_writer *w = lua_touserdata(L, 1);
+    conn *c = log_conn(L, w);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "nyx.dblog");
     lua_call(L, 1, 1);
-    lua_getfield(L, -1, "write");
-    push_log_conn(L);
+    lua_getfield(L, -1, "build");
     lua_newtable(L);
     int i = 0;
-    for (log_entry *e = batch; e; e = e->next) {
+    for (log_entry *e = w->flight; e; e = e->next) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, e->rows_ref);
         lua_rawseti(L, -2, ++i);
     }
-    lua_call(L, 2, 1);
-    return 1;
+    lua_call(L, 1, 3); /* sql, groups, n */
+    int n = (int)lua_tointeger(L, -1), groups = lua_gettop(L) - 1;
+    const char *sql = lua_tostring(L, groups - 1);
+    luaL_checkstack(L, 16, "log batch");
+    batch_params *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    lua_newtable(L);
+    lua_pushcfunction(L, free_text);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2); /* the text goes even if something raises */
+    lua_getfield(L, LUA_REGISTRYINDEX, "nyx.db.encode");
+    b->enc = lua_gettop(L);
+    lua_newtable(L);
+    b->keep = lua_gettop(L);
+    b->p = lua_newuserdatauv(L, sizeof *b->p * (size_t)(n + 1), 0);
+    b->at = lua_newuserdatauv(L, sizeof *b->at * (size_t)(n + 1), 0);
+    batch_values(L, b, groups, n);
+    nyx_err err;
+    if (nyx_pg_send(c->pg, sql, n, b->p, &err) < 0) /* libpq copies them */
+        return nyx_raise(L, "log", err.msg);
+    int f = nyx_pg_flush(c->pg);
+    if (f < 0)
+        return nyx_raise(L, "log", nyx_pg_error_message(c->pg));
+    int fd = nyx_pg_socket(c->pg);
+    nyx_loop_watch(nyx_sched_loop(L), fd, NYX_READ | (f ? NYX_WRITE : 0),
+                   log_io, w);
+    w->watched = fd + 1;
+    return 0;
+}
+
+/* Takes the next batch off the queue: a caller that failed in a batch goes
+ * alone, the others together up to the parameter limit. */
+static void take_batch(log_writer *w)
+{
+    log_entry **tail = &w->flight;
+    int params = 0;
+    w->flight = NULL;
+    while (w->head) {
+        log_entry *e = w->head;
+        if (w->flight && (e->solo || params + e->nparams > MAX_BATCH_PARAMS))
+            break;
+        w->head = e->next;
+        e->next = NULL;
+        *tail = e;
+        tail = &e->next;
+        params += e->nparams;
+        if (e->solo)
+            break;
+    }
+    if (!w->head)
+        w->tail = NULL;
 }
 
 static int log_hook(lua_State *L, void *arg)
 {
     log_writer *w = arg;
-    log_entry *batch = w->head;
-    if (!batch)
+    if (w->flight || !w->head)
         return 0;
-    w->head = w->tail = NULL;
-    lua_pushcfunction(L, log_flush);
-    lua_pushlightuserdata(L, batch);
-    int status = lua_pcall(L, 1, 1, 0);
-    const char *all = status == LUA_OK ? NULL : lua_tostring(L, -1);
-    int i = 0;
-    for (log_entry *e = batch, *next; e; e = next) {
-        next = e->next;
-        e->next = NULL;
-        e->queued = 0;
-        const char *msg = all;
-        if (!msg && lua_rawgeti(L, -1, ++i) != LUA_TNIL)
-            msg = lua_tostring(L, -1);
-        e->ok = msg == NULL;
-        snprintf(e->error, sizeof e->error, "%s", msg ? msg : "");
-        nyx_one_line(e->error, sizeof e->error);
-        if (!all)
-            lua_pop(L, 1);
-        nyx_unref(L, e->rows_ref);
-        e->rows_ref = LUA_NOREF;
-        nyx_waiter_done(&e->w);
+    take_batch(w);
+    w->error[0] = '\0';
+    lua_pushcfunction(L, log_send);
+    lua_pushlightuserdata(L, w);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* nothing was sent */
+        snprintf(w->error, sizeof w->error, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        batch_done(w);
     }
-    lua_pop(L, 1);
     return 1;
 }
 
@@ -609,6 +816,9 @@ static log_writer *get_writer(lua_State *L)
     lua_pop(L, 1);
     log_writer *w = lua_newuserdatauv(L, sizeof *w, 0);
     memset(w, 0, sizeof *w);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+    w->L = lua_tothread(L, -1);
+    lua_pop(L, 1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &WRITER_KEY); /* lives with the state */
     nyx_sched_add_hook(L, log_hook, w);
     return w;
@@ -619,14 +829,17 @@ static int entry_gc(lua_State *L)
     log_entry *e = lua_touserdata(L, 1);
     if (!e->queued)
         return 0;
-    log_writer *w = get_writer(L); /* its waiter died: take it out */
+    /* its caller died while it waited: take it out of the queue (a batch
+     * in flight keeps its entries alive through their waiting tasks) */
+    log_writer *w = get_writer(L);
     log_entry **p = &w->head, *prev = NULL;
     while (*p && *p != e)
         prev = *p, p = &(*p)->next;
-    if (*p)
+    if (*p) {
         *p = e->next;
-    if (w->tail == e)
-        w->tail = prev;
+        if (w->tail == e)
+            w->tail = prev;
+    }
     nyx_unref(L, e->rows_ref);
     return 0;
 }
@@ -647,9 +860,23 @@ static int db_log(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     log_writer *w = get_writer(L);
+    int nparams = 0;
+    for (lua_Integer i = 1; lua_rawgeti(L, 1, i) == LUA_TTABLE; i++) {
+        if (lua_getfield(L, -1, "columns") != LUA_TTABLE)
+            return luaL_error(L,
+                              "bad argument #1 to 'log' (row %d has no "
+                              "columns)",
+                              (int)i);
+        nparams += (int)lua_rawlen(L, -1);
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+    luaL_argcheck(L, nparams > 0 && nparams <= MAX_BATCH_PARAMS, 1,
+                  "rows must hold between 1 and 60000 values");
     log_entry *e = lua_newuserdatauv(L, sizeof *e, 0);
     memset(e, 0, sizeof *e);
     luaL_setmetatable(L, ENTRY_MT);
+    e->nparams = nparams;
     lua_pushvalue(L, 1);
     e->rows_ref = nyx_ref(L);
     e->queued = 1;
@@ -719,6 +946,9 @@ int luaopen_nyx_db(lua_State *L)
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
 
+    push_json(L);
+    lua_pop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "nyx.db.encode"); /* for the writer */
     luaL_newlibtable(L, module_funcs);
     push_json(L);
     luaL_setfuncs(L, module_funcs, 2);

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
 
 extern int luaopen_cjson_safe(lua_State *L);
@@ -254,13 +256,33 @@ static int core_refs(lua_State *L)
     return 1;
 }
 
+/* Random version 4 UUIDs, from a pool of random bytes refilled 4 KiB at a
+ * time (a getrandom call per id was most of their cost); refilled in a
+ * forked child too, so parent and child never share ids. */
 static int core_uuid(lua_State *L)
 {
+    static unsigned char pool[4096];
+    static size_t used = sizeof pool;
+    static pid_t owner;
+    if (used + 16 > sizeof pool || owner != getpid()) {
+        for (size_t got = 0; got < sizeof pool;) {
+            ssize_t n = getrandom(pool + got, sizeof pool - got, 0);
+            if (n < 0)
+                return luaL_error(L, "no random bytes for a UUID");
+            got += (size_t)n;
+        }
+        used = 0;
+        owner = getpid();
+    }
     uuid_t u;
+    memcpy(u, pool + used, 16);
+    memset(pool + used, 0, 16); /* an id is used once */
+    used += 16;
+    u[6] = (unsigned char)((u[6] & 0x0F) | 0x40); /* version 4 */
+    u[8] = (unsigned char)((u[8] & 0x3F) | 0x80); /* RFC 4122 variant */
     char s[37];
-    uuid_generate_random(u);
     uuid_unparse_lower(u, s);
-    lua_pushstring(L, s);
+    lua_pushlstring(L, s, 36);
     return 1;
 }
 
@@ -389,9 +411,155 @@ static void preload(lua_State *L, const char *name, lua_CFunction f)
     lua_pop(L, 1);
 }
 
+/* The Lua state's allocator. Lua makes and drops small objects all the
+ * time (tables, strings, closures of a call); blocks up to 256 bytes are
+ * kept on free lists by size class, carved from 64 KiB slabs, instead of
+ * going through malloc and free each time. A state belongs to one thread,
+ * so nothing here locks. Larger blocks use the C library. */
+#define SMALL_MAX  256
+#define SMALL_STEP 16
+#define SLAB       (64 * 1024)
+
+typedef struct free_block {
+    struct free_block *next;
+} free_block;
+
+typedef struct nyx_alloc {
+    int warn_on, warn_cont; /* the warning function's state */
+    free_block *free[SMALL_MAX / SMALL_STEP + 1];
+    char *slab, *slab_end;
+    void **slabs; /* every slab, to free them with the state */
+    size_t nslabs, cap;
+} nyx_alloc;
+
+static size_t size_class(size_t n) { return (n + SMALL_STEP - 1) / SMALL_STEP; }
+
+static void *small_alloc(nyx_alloc *a, size_t cls)
+{
+    free_block *b = a->free[cls];
+    if (b) {
+        a->free[cls] = b->next;
+        return b;
+    }
+    size_t size = cls * SMALL_STEP;
+    if ((size_t)(a->slab_end - a->slab) < size) {
+        if (a->nslabs == a->cap) {
+            size_t cap = a->cap ? a->cap * 2 : 64;
+            void **v = realloc(a->slabs, cap * sizeof *v);
+            if (!v)
+                return NULL;
+            a->slabs = v;
+            a->cap = cap;
+        }
+        char *slab = malloc(SLAB);
+        if (!slab)
+            return NULL;
+        a->slabs[a->nslabs++] = slab;
+        a->slab = slab;
+        a->slab_end = slab + SLAB;
+    }
+    void *p = a->slab;
+    a->slab += size;
+    return p;
+}
+
+static void small_free(nyx_alloc *a, void *p, size_t cls)
+{
+    free_block *b = p;
+    b->next = a->free[cls];
+    a->free[cls] = b;
+}
+
+static void *lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    nyx_alloc *a = ud;
+#if defined(__SANITIZE_ADDRESS__)
+    /* sanitizer builds: every block through malloc, so ASan sees Lua's too */
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    return realloc(ptr, nsize);
+#endif
+    /* with ptr == NULL, osize tells the type of object, not a size */
+    size_t ocls = ptr && osize <= SMALL_MAX ? size_class(osize) : 0;
+    if (nsize == 0) {
+        if (ocls)
+            small_free(a, ptr, ocls);
+        else
+            free(ptr);
+        return NULL;
+    }
+    size_t ncls = nsize <= SMALL_MAX ? size_class(nsize) : 0;
+    if (ptr && ocls == ncls && ocls)
+        return ptr; /* same size class: nothing to move */
+    if (ptr && !ocls && !ncls)
+        return realloc(ptr, nsize);
+    void *n = ncls ? small_alloc(a, ncls) : malloc(nsize);
+    if (!n)
+        return NULL;
+    if (ptr) {
+        memcpy(n, ptr, osize < nsize ? osize : nsize);
+        if (ocls)
+            small_free(a, ptr, ocls);
+        else
+            free(ptr);
+    }
+    return n;
+}
+
+/* Warnings as lua.c shows them: off until "@on", "Lua warning: " first. */
+static void warnf(void *ud, const char *msg, int tocont)
+{
+    nyx_alloc *a = ud;
+    if (!a->warn_cont && msg[0] == '@') { /* a control message */
+        if (strcmp(msg, "@on") == 0)
+            a->warn_on = 1;
+        else if (strcmp(msg, "@off") == 0)
+            a->warn_on = 0;
+        return;
+    }
+    if (a->warn_on) {
+        if (!a->warn_cont)
+            fputs("Lua warning: ", stderr);
+        fputs(msg, stderr);
+        if (!tocont)
+            fputs("\n", stderr);
+        fflush(stderr);
+    }
+    a->warn_cont = tocont;
+}
+
+static int alloc_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "nyx: unprotected error in Lua: %s\n",
+            msg ? msg : "(not a string)");
+    return 0; /* Lua aborts */
+}
+
+void nyx_lua_close(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    lua_close(L);
+    nyx_alloc *a = ud;
+    for (size_t i = 0; i < a->nslabs; i++)
+        free(a->slabs[i]);
+    free(a->slabs);
+    free(a);
+}
+
 lua_State *nyx_lua_new(int ignore_env)
 {
-    lua_State *L = luaL_newstate();
+    nyx_alloc *a = calloc(1, sizeof *a);
+    lua_State *L = a ? lua_newstate(lua_alloc, a) : NULL;
+    if (!L) {
+        free(a);
+        return NULL;
+    }
+    lua_atpanic(L, alloc_panic);
+    lua_setwarnf(L, warnf, a);
     if (!L)
         return NULL;
     if (ignore_env) { /* what lua -E does: luaopen_package reads this */

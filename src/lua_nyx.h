@@ -10,6 +10,8 @@
  * NYX_LUA_PATH, and the embedded library as a fallback searcher. With
  * ignore_env, LUA_PATH & co. and NYX_LUA_PATH are ignored (lua -E). */
 lua_State *nyx_lua_new(int ignore_env);
+/* lua_close, and the state's allocator with it. */
+void nyx_lua_close(lua_State *L);
 
 /* lua_pcall with a traceback handler: on error, the message (with its
  * traceback) is left on the stack. */

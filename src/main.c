@@ -188,7 +188,7 @@ static int run_lua(int argc, char **argv, const opts *o)
         status = run_options(L, argc, argv, o);
     if (status == LUA_OK && o->script < argc)
         status = run_script(L, argc, argv, o->script);
-    lua_close(L);
+    nyx_lua_close(L);
     return status == LUA_OK ? NYX_EXIT_OK : NYX_EXIT_FAILURE;
 }
 

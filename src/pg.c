@@ -230,3 +230,35 @@ void nyx_pg_res_error(const nyx_pg *pg, const nyx_pg_res *res,
 int nyx_pg_ping(const char *conninfo) { return PQping(conninfo) == PQPING_OK; }
 
 int nyx_pg_lib_version(void) { return PQlibVersion(); }
+
+int nyx_pg_socket(const nyx_pg *pg) { return PQsocket(pg->conn); }
+
+int nyx_pg_send(nyx_pg *pg, const char *sql, int nparams,
+                const char *const *params, nyx_err *err)
+{
+    if (!PQisnonblocking(pg->conn) && PQsetnonblocking(pg->conn, 1) != 0) {
+        nyx_errf(err, "%s", PQerrorMessage(pg->conn));
+        return -1;
+    }
+    if (!PQsendQueryParams(pg->conn, sql, nparams, NULL, params, NULL, NULL,
+                           0)) {
+        nyx_errf(err, "%s", PQerrorMessage(pg->conn));
+        return -1;
+    }
+    return 0;
+}
+
+int nyx_pg_flush(nyx_pg *pg) { return PQflush(pg->conn); }
+
+int nyx_pg_consume(nyx_pg *pg) { return PQconsumeInput(pg->conn) ? 0 : -1; }
+
+int nyx_pg_busy(nyx_pg *pg) { return PQisBusy(pg->conn); }
+
+nyx_pg_res *nyx_pg_next_result(nyx_pg *pg) { return PQgetResult(pg->conn); }
+
+const char *nyx_pg_error_message(const nyx_pg *pg)
+{
+    return PQerrorMessage(pg->conn);
+}
+
+int nyx_pg_ok(const nyx_pg *pg) { return PQstatus(pg->conn) == CONNECTION_OK; }

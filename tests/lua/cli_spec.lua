@@ -121,6 +121,12 @@ describe("nyx SCRIPT", function()
     assert.matches("^nyx: %(error object is a table value%)", r.err)
   end)
 
+  it("shows warnings with -W only", function()
+    local r = nyx{ "-W", "-e", "warn('careful'); warn('@off'); warn('hidden'); warn('@on'); warn('two ', 'parts')" }
+    assert.are.equal("Lua warning: careful\nLua warning: two parts\n", r.err)
+    assert.are.equal("", nyx{ "-e", "warn('quiet')" }.err)
+  end)
+
   it("exits with the script's os.exit status", function()
     assert.are.equal(7, nyx{ "-e", "os.exit(7)" }.code)
     assert.are.equal(1, nyx{ "-e", "os.exit(false)" }.code)
