@@ -1,33 +1,50 @@
--- examples/hello.lua: a first thought tree, in the embedded database.
+-- examples/hello.lua: a first thought tree, worked by the model.
 --
 --   nyx examples/hello.lua ["a goal"]
 --
--- Makes a small tree (a goal, its subtasks, one of them split again),
--- marks progress and scores as the engine would, and prints the tree.
--- Everything stays in PostgreSQL: run it twice and `nyx -e` can find both.
+-- Asks the model to split the goal into subtasks, answers every subtask at
+-- once (each call yields while it is in flight), and prints the tree with
+-- what each node cost. Everything is kept in PostgreSQL. With no
+-- ANTHROPIC_API_KEY the offline model answers (a fake Claude that nyx
+-- starts on loopback), so this runs anywhere; with a key, Claude does.
 local goal = arg[1] or "Plan a weekend hiking trip"
 
 local root = nyx.tree.create{ goal = goal, metadata = { example = "hello" } }
 root:set_status("in_progress")
 
-local plan = {
-  { "Choose a trail", { "Compare distance and elevation", "Read recent trail reports" } },
-  { "Check the weather forecast" },
-  { "Pack food, water and layers" },
+local plan = nyx.llm.complete{
+  tree = root, max_tokens = 1024,
+  system = 'Split the goal into 2 to 4 subtasks. Answer with JSON only: {"subtasks": [{"goal": "..."}]}',
+  messages = { { role = "user", content = goal } },
 }
-for i, step in ipairs(plan) do
-  local node = nyx.tree.create{ goal = step[1], parent = root, metadata = { step = i } }
-  for _, sub in ipairs(step[2] or {}) do
-    nyx.tree.create{ goal = sub, parent = node }:set_status("completed")
-      :update{ success_score = 1, quality_score = 0.8, overall_weight = 0.7 }
-  end
-  node:set_status(i < #plan and "completed" or "in_progress")
+local parsed = nyx.json.decode(plan.text:match("%b{}") or "{}")
+local subtasks = type(parsed.subtasks) == "table" and #parsed.subtasks > 0 and parsed.subtasks or { { goal = goal } }
+
+local handles = {}
+for i, s in ipairs(subtasks) do
+  local child = nyx.tree.create{ goal = tostring(s.goal), parent = root, metadata = { step = i } }
+  handles[i] = nyx.task.spawn(function()
+    child:set_status("in_progress")
+    local r = nyx.llm.complete{ tree = child, max_tokens = 512, messages = { { role = "user", content = child.goal } } }
+    child:update{ metadata = { answer = r.text }, success_score = 1 }
+    child:set_status("completed")
+  end)
 end
+for i, r in ipairs(nyx.task.wait_all(handles)) do
+  if not r.ok then io.stderr:write(("subtask %d failed: %s\n"):format(i, tostring(r.error))) end
+end
+root:set_status("completed")
 
 local MARK = { pending = " ", in_progress = "~", completed = "x", failed = "!", cancelled = "-" }
-local nodes = root:subtree()
-for _, n in ipairs(nodes) do
-  print(("%s[%s] %s%s"):format(("    "):rep(n.depth), MARK[n.status], n.goal,
-    n.success_score > 0 and (" (success %.2f, weight %.2f)"):format(n.success_score, n.overall_weight) or ""))
+for _, n in ipairs(root:subtree()) do
+  local c = nyx.db.query([[SELECT count(*) AS calls, coalesce(sum(cost_usd), 0) AS cost
+                           FROM llm_interactions WHERE thought_tree_id = $1]], n.id)[1]
+  print(("%s[%s] %s  (%d call%s, $%.6f)"):format(("    "):rep(n.depth), MARK[n.status], n.goal,
+                                              c.calls, c.calls == 1 and "" or "s", c.cost))
 end
-print(("\n%d nodes, root %s, in %s"):format(#nodes, root.id, nyx.db.info().database))
+local total = nyx.db.query([[SELECT count(*) AS calls, sum(token_count_input + token_count_output) AS tokens,
+                                    sum(cost_usd) AS cost
+                             FROM llm_interactions i JOIN thought_trees t ON t.id = i.thought_tree_id
+                             WHERE t.root_id = $1]], root.id)[1]
+print(("\n%d nodes, %d calls, %d tokens, $%.6f; model at %s; data in %s"):format(
+  #root:subtree(), total.calls, total.tokens, total.cost, nyx.llm.endpoint().base_url, nyx.db.info().database))

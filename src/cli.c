@@ -27,7 +27,10 @@ static const char USAGE[] =
     "  help [COMMAND]   this help, or a command's\n"
     "  version          the version\n"
     "\n"
-    "Options, as the lua interpreter takes them:\n"
+    "Options:\n"
+    "  --offline        the offline model answers (a fake Claude on loopback), even\n"
+    "                   with ANTHROPIC_API_KEY set\n"
+    "and, as the lua interpreter takes them:\n"
     "  -e CODE          run the Lua code CODE\n"
     "  -l NAME          require NAME into global NAME (-l g=NAME: into global g)\n"
     "  -E               ignore LUA_INIT, LUA_PATH, LUA_CPATH and NYX_LUA_PATH\n"
@@ -40,7 +43,9 @@ static const char USAGE[] =
     "The script sees its arguments in arg and ..., the nyx module in the global\n"
     "nyx. Where the database is: NYX_DATABASE_URL, else the PG* variables, else\n"
     "a private PostgreSQL under ${XDG_DATA_HOME:-~/.local/share}/nyx/pg that nyx\n"
-    "creates and starts itself. 'nyx help db' says more.\n";
+    "creates and starts itself. 'nyx help db' says more. Which model answers:\n"
+    "ANTHROPIC_API_KEY (and ANTHROPIC_BASE_URL) for Claude; with neither, the\n"
+    "offline model, which 'nyx help fake-claude' describes.\n";
 
 static const char HELP_DB[] =
     "usage: nyx db migrate | status | start | stop\n"

@@ -44,7 +44,7 @@ static int client_gc(lua_State *L)
     return 0;
 }
 
-static int start_offline(lua_State *L, client *c)
+static int start_offline(lua_State *L, client *c, int forced)
 {
     nyx_fake_opts o;
     nyx_fake_defaults(&o);
@@ -55,10 +55,16 @@ static int start_offline(lua_State *L, client *c)
     c->offline = 1;
     snprintf(c->base_url, sizeof c->base_url, "http://127.0.0.1:%d",
              nyx_fake_port(c->fake));
-    fprintf(stderr,
-            "nyx: no ANTHROPIC_API_KEY: the offline model answers (a fake "
-            "Claude on %s; set ANTHROPIC_API_KEY for the real one)\n",
-            c->base_url);
+    if (forced)
+        fprintf(stderr,
+                "nyx: offline: the offline model answers (a fake "
+                "Claude on %s)\n",
+                c->base_url);
+    else
+        fprintf(stderr,
+                "nyx: no ANTHROPIC_API_KEY: the offline model answers (a fake "
+                "Claude on %s; set ANTHROPIC_API_KEY for the real one)\n",
+                c->base_url);
     return 0;
 }
 
@@ -82,8 +88,9 @@ static client *get_client(lua_State *L)
     const char *offline = getenv("NYX_OFFLINE");
     base = base && *base ? base : NULL;
     key = key && *key ? key : NULL;
-    if ((offline && strcmp(offline, "1") == 0) || (!base && !key)) {
-        start_offline(L, c);
+    int forced = offline && strcmp(offline, "1") == 0;
+    if (forced || (!base && !key)) {
+        start_offline(L, c, forced);
         key = "offline";
     } else if (!key) {
         lua_pushfstring(L,

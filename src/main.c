@@ -44,7 +44,10 @@ static int parse(int argc, char **argv, opts *o)
             nyx_cli_usage();
             return NYX_EXIT_OK;
         }
-        if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+        if (strcmp(a, "--offline") == 0) {
+            /* the offline model answers, whatever the environment says */
+            setenv("NYX_OFFLINE", "1", 1);
+        } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
             o->version = 1;
         } else if (strcmp(a, "-E") == 0) {
             o->ignore_env = 1;

@@ -38,7 +38,8 @@ function M.require(name, check)
   local mtime = path and core.mtime(path)
   if path == k.path and mtime == k.mtime then return k.module end
   k.path, k.mtime = path, mtime
-  local mod, err = path and load_fresh(name, path, check)
+  local mod, err = nil, "its file is gone"
+  if path then mod, err = load_fresh(name, path, check) end
   if mod then
     k.module = mod
     package.loaded[name] = mod

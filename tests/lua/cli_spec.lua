@@ -193,6 +193,22 @@ describe("nyx SCRIPT", function()
   end)
 end)
 
+describe("the model", function()
+  it("is the offline one with --offline, whatever the key, and says so", function()
+    local r = nyx({ "--offline", "-e", "print(nyx.llm.endpoint().offline)" },
+                  { ANTHROPIC_API_KEY = "sk-not-used", NYX_OFFLINE = false })
+    assert.are.equal("true\n", r.out)
+    assert.matches("^nyx: offline: the offline model answers %(a fake Claude on http://127%.0%.0%.1:%d+%)\n$", r.err)
+  end)
+
+  it("is the offline one when no key is set, and says why", function()
+    local r = nyx({ "-e", "print(nyx.llm.endpoint().offline)" },
+                  { ANTHROPIC_API_KEY = false, ANTHROPIC_BASE_URL = false, NYX_OFFLINE = false })
+    assert.are.equal("true\n", r.out)
+    assert.matches("^nyx: no ANTHROPIC_API_KEY: the offline model answers", r.err)
+  end)
+end)
+
 describe("database connection failures", function()
   it("say which database and why in one line, exit 1, no password", function()
     local env = { NYX_DATABASE_URL = "postgresql://ann:hunter2-secret@127.0.0.1:1/nyxdb?connect_timeout=3" }

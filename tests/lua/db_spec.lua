@@ -144,3 +144,53 @@ describe("nyx.db", function()
     assert.are.same({ { c = 1 } }, nyx.db.query("SELECT count(*) AS c FROM t"))
   end)
 end)
+
+describe("nyx.db.log", function()
+  local dbname, root
+  setup(function()
+    dbname = H.fresh_db()
+    root = nyx.tree.create{ goal = "log spec" }
+  end)
+  teardown(function() H.drop_db(dbname) end)
+
+  local COLS = { "thought_tree_id", "agent_type", "agent_class", "status" }
+  local function row(tree, class) return { table = "agents", columns = COLS, values = { tree, "task", class, "active" } } end
+  local function count(class) return nyx.db.query("SELECT count(*) AS n FROM agents WHERE agent_class = $1", class)[1].n end
+
+  it("commits the rows of many callers, before each returns", function()
+    local hs = {}
+    for i = 1, 40 do
+      hs[i] = nyx.task.spawn(function()
+        assert(nyx.db.log{ row(root.id, "batch"), row(root.id, "batch") })
+        return count("batch") >= 2 -- its own rows are there already
+      end)
+    end
+    for _, r in ipairs(nyx.task.wait_all(hs)) do
+      assert.is_true(r.ok, tostring(r.error))
+      assert.is_true(r[1])
+    end
+    assert.are.equal(80, count("batch"))
+  end)
+
+  it("fails only the caller whose row is bad", function()
+    local good = nyx.task.spawn(function() return nyx.db.log{ row(root.id, "good") } end)
+    local bad = nyx.task.spawn(function() return nyx.db.log{ row(root.id, "bad-first"), row(nyx.uuid(), "bad") } end)
+    local also = nyx.task.spawn(function() return nyx.db.log{ row(root.id, "good") } end)
+    local rs = nyx.task.wait_all{ good, bad, also }
+    assert.is_true(rs[1].ok)
+    assert.is_true(rs[3].ok)
+    assert.is_false(rs[2].ok)
+    assert.are.equal("log", rs[2].error.type)
+    assert.matches("violates foreign key constraint", rs[2].error.message)
+    assert.are.equal(2, count("good"))
+    assert.are.equal(0, count("bad-first")) -- a caller's rows go in together or not at all
+  end)
+
+  it("works outside a task too, and refuses empty rows", function()
+    local ok = nyx.task.spawn(function() return true end) -- keep the scheduler honest
+    assert.is_true(nyx.db.log{ row(root.id, "direct") })
+    assert.are.equal(1, count("direct"))
+    assert.has_error(function() nyx.db.log{} end)
+    ok:wait()
+  end)
+end)
