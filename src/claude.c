@@ -155,20 +155,46 @@ static size_t write_cb(char *p, size_t size, size_t n, void *arg)
     return nyx_buf_add(&call->response, p, len) < 0 ? 0 : len;
 }
 
-static int header_is(const char *h, size_t n, const char *name)
+/* Appends name and value to the headers object, both lowercase-named and
+ * JSON-quoted (header values are nearly always plain ASCII: copied as is
+ * unless they need escapes). */
+static void keep_header(nyx_buf *b, const char *name, size_t nlen,
+                        const char *v, size_t vlen)
 {
-    size_t k = strlen(name);
-    return n > k && strncasecmp(h, name, k) == 0 && h[k] == ':';
+    char lower[64];
+    if (nlen >= sizeof lower)
+        return;
+    for (size_t i = 0; i < nlen; i++)
+        lower[i] = (char)tolower((unsigned char)name[i]);
+    nyx_buf_add(b, b->len ? ",\"" : "{\"", 2);
+    nyx_buf_add(b, lower, nlen);
+    nyx_buf_add(b, "\":", 2);
+    int plain = 1;
+    for (size_t i = 0; i < vlen && plain; i++)
+        plain = (unsigned char)v[i] >= 0x20 && v[i] != '"' && v[i] != '\\';
+    if (plain) {
+        nyx_buf_add(b, "\"", 1);
+        nyx_buf_add(b, v, vlen);
+        nyx_buf_add(b, "\"", 1);
+    } else {
+        nyx_json_quote(b, v, vlen);
+    }
 }
 
-/* Keeps the headers worth keeping of the current attempt. */
+static int name_is(const char *h, size_t n, const char *name, size_t len)
+{
+    return n == len && strncasecmp(h, name, len) == 0;
+}
+
+/* Keeps the headers worth keeping of the current attempt: request-id, the
+ * retry ones, the rate limits. Called once per header line. */
 static size_t header_cb(char *h, size_t size, size_t n, void *arg)
 {
     nyx_claude_call *call = arg;
     size_t len = size * n, k = len;
     while (k && (h[k - 1] == '\r' || h[k - 1] == '\n'))
         k--;
-    if (k >= 5 && strncmp(h, "HTTP/", 5) == 0) { /* a new response begins */
+    if (k >= 5 && memcmp(h, "HTTP/", 5) == 0) { /* a new response begins */
         call->headers.len = 0;
         call->request_id[0] = '\0';
         call->retry_after_ms = -1;
@@ -183,39 +209,48 @@ static size_t header_cb(char *h, size_t size, size_t n, void *arg)
     while (v < h + k && *v == ' ')
         v++;
     size_t vlen = (size_t)(h + k - v);
-    char value[256];
-    snprintf(value, sizeof value, "%.*s", (int)vlen, v);
-    if (header_is(h, k, "request-id"))
-        snprintf(call->request_id, sizeof call->request_id, "%.63s", value);
-    else if (header_is(h, k, "x-should-retry"))
-        call->should_retry = strcasecmp(value, "true") == 0;
-    else if (header_is(h, k, "retry-after-ms"))
-        call->retry_after_ms = atof(value);
-    else if (header_is(h, k, "retry-after") && call->retry_after_ms < 0) {
-        char *end;
-        double s = strtod(value, &end);
-        if (end != value && !*end) {
-            call->retry_after_ms = s * 1e3;
-        } else { /* an HTTP date */
-            struct tm tm = {0};
-            if (strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm))
-                call->retry_after_ms = difftime(timegm(&tm), time(NULL)) * 1e3;
+    char value[64]; /* filled only for the headers that need it */
+    size_t vcopy = vlen < sizeof value - 1 ? vlen : sizeof value - 1;
+    switch (tolower((unsigned char)h[0])) {
+    case 'r':
+        if (name_is(h, nlen, "request-id", 10)) {
+            memcpy(call->request_id, v, vcopy);
+            call->request_id[vcopy] = '\0';
+            return len;
         }
+        memcpy(value, v, vcopy);
+        value[vcopy] = '\0';
+        if (name_is(h, nlen, "retry-after-ms", 14)) {
+            call->retry_after_ms = atof(value);
+        } else if (name_is(h, nlen, "retry-after", 11)) {
+            char *end;
+            double secs = strtod(value, &end);
+            struct tm tm = {0};
+            if (end != value && !*end) {
+                if (call->retry_after_ms < 0)
+                    call->retry_after_ms = secs * 1e3;
+            } else if (strptime(value, "%a, %d %b %Y %H:%M:%S GMT", &tm) &&
+                       call->retry_after_ms < 0) { /* an HTTP date */
+                call->retry_after_ms = difftime(timegm(&tm), time(NULL)) * 1e3;
+            }
+        } else {
+            return len;
+        }
+        break;
+    case 'x':
+        if (!name_is(h, nlen, "x-should-retry", 14))
+            return len;
+        call->should_retry = vlen == 4 && strncasecmp(v, "true", 4) == 0;
+        break;
+    case 'a':
+        if (!(nlen > 20 && strncasecmp(h, "anthropic-ratelimit-", 20) == 0) &&
+            !name_is(h, nlen, "anthropic-organization-id", 25))
+            return len;
+        break;
+    default:
+        return len;
     }
-    if ((nlen > 20 && strncasecmp(h, "anthropic-ratelimit-", 20) == 0) ||
-        header_is(h, k, "retry-after") || header_is(h, k, "retry-after-ms") ||
-        header_is(h, k, "x-should-retry") ||
-        header_is(h, k, "anthropic-organization-id")) {
-        nyx_buf *b = &call->headers;
-        nyx_buf_add(b, b->len ? "," : "{", 1);
-        char name[128];
-        size_t i;
-        for (i = 0; i < nlen && i < sizeof name - 1; i++)
-            name[i] = (char)tolower((unsigned char)h[i]);
-        nyx_json_quote(b, name, i);
-        nyx_buf_add(b, ":", 1);
-        nyx_json_quote(b, v, vlen);
-    }
+    keep_header(&call->headers, h, nlen, v, vlen);
     return len;
 }
 
@@ -250,7 +285,10 @@ static CURL *new_easy(nyx_claude *c)
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    /* answers are small JSON or a trickle of events: a thousand calls in
+     * flight should not each hold libcurl's default 16 KiB and 64 KiB */
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
+    curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     return e;
 }
 

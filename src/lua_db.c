@@ -4,21 +4,19 @@
  * connection objects from nyx.db.open. Queries always take parameters
  * ($1, $2, ...) separately from the SQL text. */
 #include "database.h"
+#include "lua_json.h"
 #include "lua_nyx.h"
 #include "lua_task.h"
 #include "migrate.h"
 
 #include <lauxlib.h>
-#include <lua-cjson.h> /* after lua.h: it needs lua_State */
 #include <math.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
-#define CONN_MT     "nyx.db.conn"
-#define RES_MT      "nyx.db.result"
-#define JSON_ENCODE lua_upvalueindex(1)
-#define JSON_DECODE lua_upvalueindex(2)
+#define CONN_MT "nyx.db.conn"
+#define RES_MT  "nyx.db.result"
 
 typedef struct conn {
     nyx_pg *pg;
@@ -100,7 +98,7 @@ static conn *get_conn(lua_State *L, int *first)
 /* Pushes the text form of the Lua value at idx as a query parameter (a
  * table as JSON, with the encoder at index enc), or nothing for SQL NULL.
  * Returns 1 if it pushed a string. */
-static int push_param(lua_State *L, int idx, int enc, int n)
+static int push_param(lua_State *L, int idx, int n)
 {
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
@@ -128,9 +126,7 @@ static int push_param(lua_State *L, int idx, int enc, int n)
         lua_pushvalue(L, idx);
         return 1;
     case LUA_TTABLE:
-        lua_pushvalue(L, enc);
-        lua_pushvalue(L, idx);
-        lua_call(L, 1, 1);
+        nyx_json_encode(L, idx);
         return 1;
     default:
         return luaL_error(L,
@@ -154,9 +150,7 @@ static const char **params(lua_State *L, int first, int *n)
     luaL_checkstack(L, *n + 4, "too many query parameters");
     const char **v = lua_newuserdatauv(L, sizeof *v * (size_t)*n, 0);
     for (int i = 0; i < *n; i++)
-        v[i] = push_param(L, first + i, JSON_ENCODE, i + 1)
-                   ? lua_tostring(L, -1)
-                   : NULL;
+        v[i] = push_param(L, first + i, i + 1) ? lua_tostring(L, -1) : NULL;
     return v;
 }
 
@@ -182,11 +176,12 @@ static void push_value(lua_State *L, nyx_pg_kind kind, const char *v)
         lua_pushboolean(L, v[0] == 't');
         return;
     case NYX_PG_JSON:
-        lua_pushvalue(L, JSON_DECODE);
-        lua_pushstring(L, v);
-        lua_call(L, 1, 1);
-        if (lua_istable(L, -1))
-            nyx_json_integers(L, -1);
+        /* PostgreSQL gave valid JSON; a null in it is cjson.null, as
+         * nyx.json would give it */
+        lua_pushlightuserdata(L, NULL);
+        if (nyx_json_decode(L, v, strlen(v), -1) != 1)
+            lua_pop(L, 1); /* cannot happen: leave the message */
+        lua_remove(L, -2);
         return;
     case NYX_PG_TEXT:
         lua_pushstring(L, v);
@@ -562,8 +557,10 @@ static void finish_entry(log_writer *w, log_entry *e, const char *error)
     e->queued = 0;
     e->next = NULL;
     e->ok = error == NULL;
-    snprintf(e->error, sizeof e->error, "%s", error ? error : "");
-    nyx_one_line(e->error, sizeof e->error);
+    if (error) {
+        snprintf(e->error, sizeof e->error, "%s", error);
+        nyx_one_line(e->error, sizeof e->error);
+    }
     nyx_unref(w->L, e->rows_ref);
     e->rows_ref = LUA_NOREF;
     nyx_waiter_done(&e->w);
@@ -648,8 +645,23 @@ typedef struct batch_params {
     const char **p;
     size_t *at; /* offset in text, or -1: p[k] is set */
     nyx_buf text;
-    int enc, keep, nkeep;
+    int keep, nkeep;
 } batch_params;
+
+/* Decimal digits of v into buf (24 bytes); returns the length. */
+static int format_integer(char *buf, lua_Integer v)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    int n = (int)(tmp + sizeof tmp - p);
+    memcpy(buf, p, (size_t)n);
+    return n;
+}
 
 /* Converts the value on top of the stack into parameter k; pops it. */
 static void add_param(lua_State *L, batch_params *b, int k)
@@ -662,8 +674,7 @@ static void add_param(lua_State *L, batch_params *b, int k)
     if (t == LUA_TSTRING) {
         b->p[k] = lua_tostring(L, -1);
     } else if (t == LUA_TNUMBER && lua_isinteger(L, -1)) {
-        len = snprintf(num, sizeof num, LUA_INTEGER_FMT,
-                       (LUAI_UACINT)lua_tointeger(L, -1));
+        len = format_integer(num, lua_tointeger(L, -1));
     } else if (t == LUA_TNUMBER) {
         double d = lua_tonumber(L, -1);
         len = isnan(d) ? snprintf(num, sizeof num, "NaN")
@@ -671,11 +682,10 @@ static void add_param(lua_State *L, batch_params *b, int k)
                   ? snprintf(num, sizeof num, "%sInfinity", d > 0 ? "" : "-")
                   : snprintf(num, sizeof num, "%.17g", d);
     } else if (t == LUA_TBOOLEAN) {
-        len = snprintf(num, sizeof num, "%c", lua_toboolean(L, -1) ? 't' : 'f');
+        num[0] = lua_toboolean(L, -1) ? 't' : 'f';
+        len = 1;
     } else if (t == LUA_TTABLE) {
-        lua_pushvalue(L, b->enc);
-        lua_pushvalue(L, -2);
-        lua_call(L, 1, 1);
+        nyx_json_encode(L, -1);
         b->p[k] = lua_tostring(L, -1);
         lua_rawseti(L, b->keep, ++b->nkeep);
     } else if (t != LUA_TNIL && t != LUA_TLIGHTUSERDATA) {
@@ -683,6 +693,7 @@ static void add_param(lua_State *L, batch_params *b, int k)
     }
     lua_pop(L, 1);
     if (len >= 0) {
+        num[len] = '\0';
         b->at[k] = b->text.len;
         if (nyx_buf_add(&b->text, num, (size_t)len + 1) < 0)
             luaL_error(L, "out of memory");
@@ -745,8 +756,6 @@ static int log_send(lua_State *L)
     lua_pushcfunction(L, free_text);
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2); /* the text goes even if something raises */
-    lua_getfield(L, LUA_REGISTRYINDEX, "nyx.db.encode");
-    b->enc = lua_gettop(L);
     lua_newtable(L);
     b->keep = lua_gettop(L);
     b->p = lua_newuserdatauv(L, sizeof *b->p * (size_t)(n + 1), 0);
@@ -909,18 +918,6 @@ static const luaL_Reg conn_methods[] = {{"query", db_query},
                                         {"close", db_close},
                                         {NULL, NULL}};
 
-/* Pushes a private cjson instance's encode and decode. stack: +2 */
-static void push_json(lua_State *L)
-{
-    luaL_requiref(L, "cjson", luaopen_cjson, 0);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "encode");
-    lua_getfield(L, -2, "decode");
-    lua_remove(L, -3);
-    lua_remove(L, -3);
-}
-
 int luaopen_nyx_db(lua_State *L)
 {
     luaL_newmetatable(L, ENTRY_MT);
@@ -934,9 +931,7 @@ int luaopen_nyx_db(lua_State *L)
     lua_pop(L, 1);
 
     luaL_newmetatable(L, CONN_MT);
-    lua_newtable(L);
-    push_json(L);
-    luaL_setfuncs(L, conn_methods, 2);
+    luaL_newlib(L, conn_methods);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, conn_close);
     lua_setfield(L, -2, "__gc");
@@ -946,11 +941,6 @@ int luaopen_nyx_db(lua_State *L)
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
 
-    push_json(L);
-    lua_pop(L, 1);
-    lua_setfield(L, LUA_REGISTRYINDEX, "nyx.db.encode"); /* for the writer */
-    luaL_newlibtable(L, module_funcs);
-    push_json(L);
-    luaL_setfuncs(L, module_funcs, 2);
+    luaL_newlib(L, module_funcs);
     return 1;
 }

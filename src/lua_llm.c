@@ -140,9 +140,10 @@ static int call_gc(lua_State *L)
     return 0;
 }
 
+/* Milliseconds to the microsecond: short to print, exact enough. */
 static void set_number(lua_State *L, const char *k, double v)
 {
-    lua_pushnumber(L, v);
+    lua_pushnumber(L, (double)(long long)(v * 1e3 + 0.5) / 1e3);
     lua_setfield(L, -2, k);
 }
 

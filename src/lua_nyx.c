@@ -1,6 +1,7 @@
 #include "lua_nyx.h"
 
 #include "lua-cjson.h"
+#include "lua_json.h"
 #include "lua_task.h"
 #include "paths.h"
 
@@ -155,35 +156,6 @@ int nyx_report(lua_State *L, int status)
     return status;
 }
 
-/* JSON has one number type; cjson decodes every number as a float. Give
- * integral ones back as integers, as a Lua 5.4 user expects. */
-static void integers(lua_State *L, int idx, int depth)
-{
-    if (depth > 1000)
-        return;
-    idx = lua_absindex(L, idx);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1)) {
-            double d = lua_tonumber(L, -1);
-            if (d == floor(d) && fabs(d) <= 9007199254740992.0) {
-                lua_pushvalue(L, -2);
-                lua_pushinteger(L, (lua_Integer)d);
-                lua_rawset(L, idx);
-            }
-        } else if (lua_istable(L, -1)) {
-            integers(L, -1, depth + 1);
-        }
-        lua_pop(L, 1);
-    }
-}
-
-void nyx_json_integers(lua_State *L, int idx)
-{
-    if (lua_istable(L, idx))
-        integers(L, idx, 0);
-}
-
 /* ---- nyx.core -------------------------------------------------------- */
 
 /* Seconds on the monotonic clock: for measuring, not for dates. */
@@ -235,18 +207,20 @@ static int core_error(lua_State *L)
     return 1;
 }
 
-/* json_decode(text): the value (integral numbers as integers), or nil and
- * why. Uses a cjson.safe instance of its own. */
+/* json_decode(text): the value (integers as integers, null as nil), or
+ * nil and why. */
 static int core_json_decode(lua_State *L)
 {
-    luaL_checkstring(L, 1);
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_pushvalue(L, 1);
-    lua_call(L, 1, 2);
-    if (lua_isnil(L, -2))
-        return 2;
-    lua_pop(L, 1);
-    nyx_json_integers(L, -1);
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    return nyx_json_decode(L, s, len, 0);
+}
+
+/* json_encode(value): JSON text (integers exact, {} for an empty table). */
+static int core_json_encode(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    nyx_json_encode(L, 1);
     return 1;
 }
 
@@ -288,23 +262,17 @@ static int core_uuid(lua_State *L)
 
 int luaopen_nyx_core(lua_State *L)
 {
-    luaL_requiref(L, "cjson.safe", luaopen_cjson_safe, 0);
-    lua_getfield(L, -1, "new");
-    lua_call(L, 0, 1);
-    lua_getfield(L, -1, "decode");
-    lua_remove(L, -2);
-    lua_remove(L, -2);
-    lua_pushcclosure(L, core_json_decode, 1);
-    int decode = lua_gettop(L);
-    static const luaL_Reg funcs[] = {
-        {"uuid", core_uuid},   {"refs", core_refs},
-        {"now", core_now},     {"timestamp", core_timestamp},
-        {"mtime", core_mtime}, {"error_object", core_error},
-        {NULL, NULL}};
+
+    static const luaL_Reg funcs[] = {{"uuid", core_uuid},
+                                     {"refs", core_refs},
+                                     {"now", core_now},
+                                     {"timestamp", core_timestamp},
+                                     {"mtime", core_mtime},
+                                     {"error_object", core_error},
+                                     {"json_decode", core_json_decode},
+                                     {"json_encode", core_json_encode},
+                                     {NULL, NULL}};
     luaL_newlib(L, funcs);
-    lua_pushvalue(L, decode);
-    lua_setfield(L, -2, "json_decode");
-    lua_remove(L, decode);
     lua_pushliteral(L, NYX_VERSION);
     lua_setfield(L, -2, "version");
     const char *home = nyx_home();

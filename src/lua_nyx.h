@@ -39,11 +39,6 @@ int nyx_ref(lua_State *L);
 void nyx_unref(lua_State *L, int ref);
 long nyx_ref_count(void);
 
-/* JSON has one number type and lua-cjson decodes every number as a float:
- * turns the integral ones in the table at idx (recursively) into
- * integers, as a Lua 5.4 user expects. */
-void nyx_json_integers(lua_State *L, int idx);
-
 /* Gives a malloc'd block to the garbage collector: a userdata whose __gc
  * frees it, so a raise cannot leak it. stack: +1 */
 void nyx_box_malloc(lua_State *L, void *p);

@@ -6,25 +6,28 @@ local core = require "nyx.core"
 
 local M = { ttl = 1.0 }
 
-local rows, loaded_at = nil, -math.huge
+local values, loaded_at = nil, -math.huge
 
-local function load()
+--- values(): every setting's value by key, as get gives them; a table
+-- that is read again from the database after `ttl` seconds (do not keep
+-- it longer than a call).
+function M.values()
   local now = core.now()
-  if rows and now - loaded_at < M.ttl then return rows end
+  if values and now - loaded_at < M.ttl then return values end
   local fresh = {}
-  for _, r in ipairs(db.query("SELECT config_key, config_value, config_type FROM system_config")) do
-    fresh[r.config_key] = r
+  for _, r in ipairs(db.query("SELECT config_key, config_value FROM system_config")) do
+    local v = r.config_value
+    if type(v) == "table" and v.value ~= nil then v = v.value end
+    fresh[r.config_key] = v
   end
-  rows, loaded_at = fresh, now
-  return rows
+  values, loaded_at = fresh, now
+  return values
 end
 
 --- get(key [, default]): the setting's value ({"value": v} rows give v).
 function M.get(key, default)
-  local r = load()[key]
-  if r == nil then return default end
-  local v = r.config_value
-  if type(v) == "table" and v.value ~= nil then return v.value end
+  local v = M.values()[key]
+  if v == nil then return default end
   return v
 end
 
@@ -42,10 +45,10 @@ function M.set(key, value, config_type, description)
     db.exec("INSERT INTO system_config (config_key, config_value, config_type, description) VALUES ($1, $2, $3, $4)",
             key, { value = value }, config_type, description)
   end
-  rows = nil
+  values = nil
 end
 
 --- refresh(): forget the cache; the next get reads the table.
-function M.refresh() rows = nil end
+function M.refresh() values = nil end
 
 return M

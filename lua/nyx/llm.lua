@@ -8,8 +8,9 @@ local core = require "nyx.core"
 local db = require "nyx.db"
 local hot = require "nyx.hot"
 
-local json = require("cjson").new() -- a private instance: scripts may reconfigure theirs
-local json_safe = { decode = core.json_decode } -- integral numbers as integers
+-- nyx's own JSON (src/lua_json.c): integers stay integers, null is nil
+local json = { encode = core.json_encode }
+local json_safe = { decode = core.json_decode }
 
 local M = {}
 
@@ -76,26 +77,29 @@ local function mark_prefix(body, ttl)
   end
 end
 
--- Breakpoints (cache_control) in tools, system and messages, and the
--- longest TTL among them in seconds.
+-- Breakpoints (cache_control) where the API takes them — tools, system
+-- blocks, message content blocks, the top level — and the longest TTL
+-- among them in seconds.
 local function breakpoints(body)
   local n, ttl = 0, nil
-  local function visit(v, depth)
-    if type(v) ~= "table" or depth > 8 then return end
-    local cc = v.cache_control
-    if type(cc) == "table" then
-      n = n + 1
-      local s = cc.ttl == "1h" and 3600 or 300
-      if not ttl or s > ttl then ttl = s end
-    end
-    for k, x in pairs(v) do
-      if k ~= "cache_control" then visit(x, depth + 1) end
+  local function mark(cc)
+    if type(cc) ~= "table" then return end
+    n = n + 1
+    local s = cc.ttl == "1h" and 3600 or 300
+    if not ttl or s > ttl then ttl = s end
+  end
+  local function blocks(list)
+    if type(list) ~= "table" then return end
+    for i = 1, #list do
+      local b = list[i]
+      if type(b) == "table" then mark(b.cache_control) end
     end
   end
-  visit(body.tools, 0)
-  visit(body.system, 0)
-  visit(body.messages, 0)
-  visit({ cache_control = body.cache_control }, 0)
+  mark(body.cache_control)
+  blocks(body.tools)
+  blocks(body.system)
+  local msgs = body.messages
+  for i = 1, #msgs do blocks(msgs[i].content) end
   return n, ttl
 end
 
@@ -246,12 +250,13 @@ function M.complete(req)
     argerror(("%d cache_control breakpoints; the API allows at most 4"):format(nbreak))
   end
   local payload = json.encode(body)
-  local timeout = config.get("llm_timeout_seconds", 60)
+  local settings = config.values()
+  local timeout = settings.llm_timeout_seconds or 60
   local stream = body.stream and assembler(on_text) or {}
   local started = core.timestamp()
   local out = claude.request(payload, {
     stream = body.stream, beta = req.beta, on_event = stream.on_event,
-    max_retries = config.get("default_retry_attempts", 3), timeout = timeout,
+    max_retries = settings.default_retry_attempts or 3, timeout = timeout,
   })
   local finished = core.timestamp()
   local resp, failure = interpret(out, stream, timeout)

@@ -1,0 +1,418 @@
+/* JSON to and from Lua values, for nyx's own use (responses, log rows,
+ * query parameters). lua-cjson 2.1 stays the user's nyx.json; this one
+ * keeps integers integers both ways, formats them without printf, and
+ * parses straight into Lua values: the Claude client's hot path spent more
+ * on cjson's number handling than on HTTP. */
+#include "json.h"
+#include "lua_json.h"
+
+#include <lauxlib.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 200
+
+/* ---- encoding ------------------------------------------------------------ */
+
+static int add_integer(nyx_buf *b, lua_Integer v)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+    do
+        *--p = (char)('0' + u % 10);
+    while (u /= 10);
+    if (v < 0)
+        *--p = '-';
+    return nyx_buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
+}
+
+static int add_float(nyx_buf *b, double d)
+{
+    char tmp[32];
+    /* the shortest of %.15g and %.17g that reads back as the same double */
+    int n = snprintf(tmp, sizeof tmp, "%.15g", d);
+    if (strtod(tmp, NULL) != d)
+        n = snprintf(tmp, sizeof tmp, "%.17g", d);
+    return nyx_buf_add(b, tmp, (size_t)n);
+}
+
+/* 1..n with nothing else: an array of n (0 for an empty table, which is
+ * written as an object, as lua-cjson does). -1: not an array. */
+static lua_Integer array_length(lua_State *L, int idx)
+{
+    lua_Integer n = 0, count = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return -1;
+        }
+        lua_Integer k = lua_tointeger(L, -1);
+        n = k > n ? k : n;
+        count++;
+    }
+    return n == count ? n : -1;
+}
+
+static int encode(lua_State *L, int idx, nyx_buf *b, int depth);
+
+static int encode_table(lua_State *L, int idx, nyx_buf *b, int depth)
+{
+    if (depth > MAX_DEPTH)
+        return luaL_error(L, "cannot encode JSON: tables nested too deeply "
+                             "(or a cycle)");
+    luaL_checkstack(L, 4, "JSON encoding");
+    lua_Integer n = array_length(L, idx);
+    if (n > 0) {
+        nyx_buf_add(b, "[", 1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            if (i > 1)
+                nyx_buf_add(b, ",", 1);
+            lua_rawgeti(L, idx, i);
+            encode(L, lua_gettop(L), b, depth + 1);
+            lua_pop(L, 1);
+        }
+        return nyx_buf_add(b, "]", 1);
+    }
+    nyx_buf_add(b, "{", 1);
+    int first = 1;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        size_t klen;
+        const char *key;
+        int copied = 0;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            key = lua_tolstring(L, -2, &klen);
+        } else if (lua_type(L, -2) == LUA_TNUMBER) {
+            lua_pushvalue(L, -2); /* a copy: tostring on the key would */
+            key = lua_tolstring(L, -1, &klen); /* confuse lua_next */
+            lua_insert(L, -2);
+            copied = 1;
+        } else {
+            return luaL_error(L, "cannot encode JSON: a %s key",
+                              luaL_typename(L, -2));
+        }
+        if (!first)
+            nyx_buf_add(b, ",", 1);
+        first = 0;
+        nyx_json_quote(b, key, klen);
+        nyx_buf_add(b, ":", 1);
+        encode(L, lua_gettop(L), b, depth + 1);
+        lua_pop(L, 1 + copied);
+    }
+    return nyx_buf_add(b, "}", 1);
+}
+
+static int encode(lua_State *L, int idx, nyx_buf *b, int depth)
+{
+    size_t len;
+    const char *s;
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        return nyx_buf_add(b, "null", 4);
+    case LUA_TLIGHTUSERDATA: /* cjson.null */
+        return nyx_buf_add(b, "null", 4);
+    case LUA_TBOOLEAN:
+        return lua_toboolean(L, idx) ? nyx_buf_add(b, "true", 4)
+                                     : nyx_buf_add(b, "false", 5);
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            return add_integer(b, lua_tointeger(L, idx));
+        if (!isfinite(lua_tonumber(L, idx)))
+            return luaL_error(L,
+                              "cannot encode JSON: %f is not a JSON "
+                              "number",
+                              lua_tonumber(L, idx));
+        return add_float(b, lua_tonumber(L, idx));
+    case LUA_TSTRING:
+        s = lua_tolstring(L, idx, &len);
+        return nyx_json_quote(b, s, len);
+    case LUA_TTABLE:
+        return encode_table(L, idx, b, depth);
+    default:
+        return luaL_error(L, "cannot encode JSON: a %s value",
+                          luaL_typename(L, idx));
+    }
+}
+
+static int buf_gc(lua_State *L)
+{
+    nyx_buf_free(lua_touserdata(L, 1));
+    return 0;
+}
+
+void nyx_json_encode(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    nyx_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    if (luaL_newmetatable(L, "nyx.json.buf")) {
+        lua_pushcfunction(L, buf_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2); /* freed even if encoding raises */
+    encode(L, idx, b, 0);
+    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    nyx_buf_free(b);
+    lua_remove(L, -2);
+}
+
+/* ---- decoding ------------------------------------------------------------ */
+
+typedef struct dec {
+    lua_State *L;
+    int null; /* stack index of the value for null, 0: nil */
+    const char *s, *p, *end;
+    nyx_buf tmp; /* for strings with escapes */
+    const char *error;
+} dec;
+
+static void ws(dec *d)
+{
+    while (d->p < d->end &&
+           (*d->p == ' ' || *d->p == '\n' || *d->p == '\r' || *d->p == '\t'))
+        d->p++;
+}
+
+static int fail(dec *d, const char *why)
+{
+    if (!d->error)
+        d->error = why;
+    return -1;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v = v * 16 + (unsigned)(c >= '0' && c <= '9'   ? c - '0'
+                                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                       : 99);
+        if (v >= 0x10000)
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void utf8(nyx_buf *b, unsigned cp)
+{
+    char o[4];
+    size_t n;
+    if (cp < 0x80)
+        o[0] = (char)cp, n = 1;
+    else if (cp < 0x800)
+        o[0] = (char)(0xC0 | cp >> 6), o[1] = (char)(0x80 | (cp & 0x3F)), n = 2;
+    else if (cp < 0x10000)
+        o[0] = (char)(0xE0 | cp >> 12), o[1] = (char)(0x80 | (cp >> 6 & 0x3F)),
+        o[2] = (char)(0x80 | (cp & 0x3F)), n = 3;
+    else
+        o[0] = (char)(0xF0 | cp >> 18), o[1] = (char)(0x80 | (cp >> 12 & 0x3F)),
+        o[2] = (char)(0x80 | (cp >> 6 & 0x3F)),
+        o[3] = (char)(0x80 | (cp & 0x3F)), n = 4;
+    nyx_buf_add(b, o, n);
+}
+
+/* At the opening quote; pushes the string. */
+static int string(dec *d)
+{
+    const char *start = ++d->p, *p = start;
+    while (p < d->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+        p++;
+    if (p < d->end && *p == '"') { /* no escapes: the common case */
+        lua_pushlstring(d->L, start, (size_t)(p - start));
+        d->p = p + 1;
+        return 0;
+    }
+    d->tmp.len = 0;
+    nyx_buf_add(&d->tmp, start, (size_t)(p - start));
+    while (p < d->end && *p != '"') {
+        if ((unsigned char)*p < 0x20)
+            return fail(d, "control character in a string");
+        if (*p != '\\') {
+            nyx_buf_add(&d->tmp, p++, 1);
+            continue;
+        }
+        if (++p >= d->end)
+            break;
+        unsigned cp;
+        char c = *p++;
+        switch (c) {
+        case '"':
+        case '\\':
+        case '/':
+            nyx_buf_add(&d->tmp, &c, 1);
+            break;
+        case 'b':
+            nyx_buf_add(&d->tmp, "\b", 1);
+            break;
+        case 'f':
+            nyx_buf_add(&d->tmp, "\f", 1);
+            break;
+        case 'n':
+            nyx_buf_add(&d->tmp, "\n", 1);
+            break;
+        case 'r':
+            nyx_buf_add(&d->tmp, "\r", 1);
+            break;
+        case 't':
+            nyx_buf_add(&d->tmp, "\t", 1);
+            break;
+        case 'u':
+            if (d->end - p < 4 || hex4(p, &cp) < 0)
+                return fail(d, "bad \\u escape");
+            p += 4;
+            if (cp >= 0xD800 && cp < 0xDC00 && d->end - p >= 6 &&
+                p[0] == '\\' && p[1] == 'u') {
+                unsigned lo;
+                if (hex4(p + 2, &lo) == 0 && lo >= 0xDC00 && lo < 0xE000) {
+                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                    p += 6;
+                }
+            }
+            utf8(&d->tmp, cp);
+            break;
+        default:
+            return fail(d, "bad escape in a string");
+        }
+    }
+    if (p >= d->end)
+        return fail(d, "unterminated string");
+    d->p = p + 1;
+    lua_pushlstring(d->L, d->tmp.data ? d->tmp.data : "", d->tmp.len);
+    return 0;
+}
+
+static int number(dec *d)
+{
+    const char *p = d->p;
+    int neg = p < d->end && *p == '-';
+    p += neg;
+    lua_Unsigned u = 0;
+    int digits = 0;
+    while (p < d->end && *p >= '0' && *p <= '9' && digits < 18)
+        u = u * 10 + (lua_Unsigned)(*p++ - '0'), digits++;
+    if (digits && (p >= d->end || !strchr(".eE0123456789", *p))) {
+        lua_pushinteger(d->L, neg ? -(lua_Integer)u : (lua_Integer)u);
+        d->p = p;
+        return 0;
+    }
+    char *endp;
+    double v = strtod(d->p, &endp); /* fractions, exponents, huge numbers */
+    if (endp == d->p || endp > d->end)
+        return fail(d, "bad number");
+    d->p = endp;
+    lua_pushnumber(d->L, v);
+    return 0;
+}
+
+static int value(dec *d, int depth);
+
+static int container(dec *d, int depth, int is_obj)
+{
+    if (depth > MAX_DEPTH)
+        return fail(d, "nested too deeply");
+    if (!lua_checkstack(d->L, 4))
+        return fail(d, "nested too deeply");
+    lua_newtable(d->L);
+    char close = is_obj ? '}' : ']';
+    d->p++;
+    ws(d);
+    if (d->p < d->end && *d->p == close) {
+        d->p++;
+        return 0;
+    }
+    for (lua_Integer i = 1;; i++) {
+        ws(d);
+        if (is_obj) {
+            if (d->p >= d->end || *d->p != '"' || string(d) < 0)
+                return fail(d, "expected a string key");
+            ws(d);
+            if (d->p >= d->end || *d->p++ != ':')
+                return fail(d, "expected ':'");
+        }
+        if (value(d, depth + 1) < 0)
+            return -1;
+        if (is_obj)
+            lua_rawset(d->L, -3);
+        else
+            lua_rawseti(d->L, -2, i);
+        ws(d);
+        if (d->p < d->end && *d->p == ',') {
+            d->p++;
+            continue;
+        }
+        if (d->p < d->end && *d->p == close) {
+            d->p++;
+            return 0;
+        }
+        return fail(d, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");
+    }
+}
+
+static int literal(dec *d, const char *word, size_t n)
+{
+    if ((size_t)(d->end - d->p) < n || memcmp(d->p, word, n) != 0)
+        return fail(d, "unexpected character");
+    d->p += n;
+    return 0;
+}
+
+static int value(dec *d, int depth)
+{
+    ws(d);
+    if (d->p >= d->end)
+        return fail(d, "unexpected end");
+    switch (*d->p) {
+    case '{':
+        return container(d, depth, 1);
+    case '[':
+        return container(d, depth, 0);
+    case '"':
+        return string(d);
+    case 't':
+        if (literal(d, "true", 4) < 0)
+            return -1;
+        lua_pushboolean(d->L, 1);
+        return 0;
+    case 'f':
+        if (literal(d, "false", 5) < 0)
+            return -1;
+        lua_pushboolean(d->L, 0);
+        return 0;
+    case 'n':
+        if (literal(d, "null", 4) < 0)
+            return -1;
+        if (d->null)
+            lua_pushvalue(d->L, d->null);
+        else
+            lua_pushnil(d->L); /* absent, as a NULL column is */
+        return 0;
+    default:
+        return number(d);
+    }
+}
+
+int nyx_json_decode(lua_State *L, const char *s, size_t len, int null)
+{
+    int top = lua_gettop(L);
+    dec d = {L, null ? lua_absindex(L, null) : 0, s, s, s + len, {0}, NULL};
+    int rc = value(&d, 0);
+    ws(&d);
+    if (rc == 0 && d.p != d.end)
+        rc = fail(&d, "trailing characters");
+    nyx_buf_free(&d.tmp);
+    if (rc < 0) {
+        lua_settop(L, top);
+        lua_pushnil(L);
+        lua_pushfstring(L, "invalid JSON at byte %d: %s", (int)(d.p - s),
+                        d.error);
+        return 2;
+    }
+    return 1;
+}

@@ -1,0 +1,19 @@
+/* JSON to and from Lua values for nyx's own use: integers stay integers,
+ * no printf for them, parsing straight into Lua values. (nyx.json, for
+ * scripts, is lua-cjson.) */
+#ifndef NYX_LUA_JSON_H
+#define NYX_LUA_JSON_H
+
+#include <lua.h>
+#include <stddef.h>
+
+/* Pushes the JSON text of the value at idx; raises on what JSON cannot
+ * hold (functions, NaN, cycles). An empty table is {}. stack: +1 */
+void nyx_json_encode(lua_State *L, int idx);
+
+/* Pushes the value of the JSON text and returns 1, or pushes nil and a
+ * message and returns 2. A JSON null becomes the value at stack index
+ * null, or nil (absent) when null is 0. */
+int nyx_json_decode(lua_State *L, const char *s, size_t len, int null);
+
+#endif
