@@ -293,12 +293,20 @@ static int number(dec *d)
     const char *p = d->p;
     int neg = p < d->end && *p == '-';
     p += neg;
-    lua_Unsigned u = 0;
-    int digits = 0;
-    while (p < d->end && *p >= '0' && *p <= '9' && digits < 18)
-        u = u * 10 + (lua_Unsigned)(*p++ - '0'), digits++;
-    if (digits && (p >= d->end || !strchr(".eE0123456789", *p))) {
-        lua_pushinteger(d->L, neg ? -(lua_Integer)u : (lua_Integer)u);
+    /* an integer that fits lua_Integer stays one; anything else is a float */
+    lua_Unsigned u = 0, limit = neg ? (lua_Unsigned)LUA_MAXINTEGER + 1
+                                    : (lua_Unsigned)LUA_MAXINTEGER;
+    int digits = 0, fits = 1;
+    while (p < d->end && *p >= '0' && *p <= '9') {
+        unsigned dgt = (unsigned)(*p++ - '0');
+        if (u > (limit - dgt) / 10)
+            fits = 0;
+        else
+            u = u * 10 + dgt;
+        digits++;
+    }
+    if (digits && fits && (p >= d->end || !strchr(".eE", *p))) {
+        lua_pushinteger(d->L, neg ? (lua_Integer)(0u - u) : (lua_Integer)u);
         d->p = p;
         return 0;
     }
