@@ -5,12 +5,7 @@
 -- (one recursive query) and children() per node, and prints the rates.
 local fanout, depth = tonumber(arg[1]) or 10, tonumber(arg[2]) or 3
 
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t
-end
+local now = require("nyx.core").now
 
 nyx.db.query("SELECT 1") -- connect (and migrate) before timing
 local t0 = now()

@@ -752,10 +752,8 @@ static int log_send(lua_State *L)
     luaL_checkstack(L, 16, "log batch");
     batch_params *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
-    lua_newtable(L);
-    lua_pushcfunction(L, free_text);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2); /* the text goes even if something raises */
+    nyx_gc_metatable(L, "nyx.db.batch", free_text);
+    luaL_setmetatable(L, "nyx.db.batch"); /* the text goes even on a raise */
     lua_newtable(L);
     b->keep = lua_gettop(L);
     b->p = lua_newuserdatauv(L, sizeof *b->p * (size_t)(n + 1), 0);
@@ -920,15 +918,8 @@ static const luaL_Reg conn_methods[] = {{"query", db_query},
 
 int luaopen_nyx_db(lua_State *L)
 {
-    luaL_newmetatable(L, ENTRY_MT);
-    lua_pushcfunction(L, entry_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-
-    luaL_newmetatable(L, RES_MT);
-    lua_pushcfunction(L, res_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    nyx_gc_metatable(L, ENTRY_MT, entry_gc);
+    nyx_gc_metatable(L, RES_MT, res_gc);
 
     luaL_newmetatable(L, CONN_MT);
     luaL_newlib(L, conn_methods);

@@ -5,6 +5,7 @@
  * on cjson's number handling than on HTTP. */
 #include "json.h"
 #include "lua_json.h"
+#include "lua_nyx.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -149,11 +150,8 @@ void nyx_json_encode(lua_State *L, int idx)
     idx = lua_absindex(L, idx);
     nyx_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
-    if (luaL_newmetatable(L, "nyx.json.buf")) {
-        lua_pushcfunction(L, buf_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2); /* freed even if encoding raises */
+    nyx_gc_metatable(L, "nyx.json.buf", buf_gc);
+    luaL_setmetatable(L, "nyx.json.buf"); /* freed even if encoding raises */
     encode(L, idx, b, 0);
     lua_pushlstring(L, b->data ? b->data : "", b->len);
     nyx_buf_free(b);

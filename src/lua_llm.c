@@ -79,10 +79,8 @@ static client *get_client(lua_State *L)
     lua_pop(L, 1);
     client *c = lua_newuserdatauv(L, sizeof *c, 0);
     memset(c, 0, sizeof *c);
-    lua_newtable(L);
-    lua_pushcfunction(L, client_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_setmetatable(L, -2);
+    nyx_gc_metatable(L, "nyx.claude.client", client_gc);
+    luaL_setmetatable(L, "nyx.claude.client");
     const char *base = getenv("ANTHROPIC_BASE_URL");
     const char *key = getenv("ANTHROPIC_API_KEY");
     const char *offline = getenv("NYX_OFFLINE");
@@ -334,10 +332,7 @@ int luaopen_nyx_claude(lua_State *L)
         {"request", claude_request},       {"endpoint", claude_endpoint},
         {"in_flight", claude_in_flight},   {"fake_stats", claude_fake_stats},
         {"fake_reset", claude_fake_reset}, {NULL, NULL}};
-    luaL_newmetatable(L, CALL_MT);
-    lua_pushcfunction(L, call_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    nyx_gc_metatable(L, CALL_MT, call_gc);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -57,15 +57,21 @@ static int box_gc(lua_State *L)
     return 0;
 }
 
+void nyx_gc_metatable(lua_State *L, const char *name, lua_CFunction gc)
+{
+    if (luaL_newmetatable(L, name)) {
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_pop(L, 1);
+}
+
 void nyx_box_malloc(lua_State *L, void *p)
 {
     void **box = lua_newuserdatauv(L, sizeof *box, 0);
     *box = p;
-    if (luaL_newmetatable(L, "nyx.malloc")) {
-        lua_pushcfunction(L, box_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
+    nyx_gc_metatable(L, "nyx.malloc", box_gc);
+    luaL_setmetatable(L, "nyx.malloc");
 }
 
 /* ---- the door from C into Lua ---------------------------------------- */

@@ -39,6 +39,10 @@ int nyx_ref(lua_State *L);
 void nyx_unref(lua_State *L, int ref);
 long nyx_ref_count(void);
 
+/* Registers (once) the metatable name with gc as its __gc, for userdata
+ * that own something outside Lua. stack: 0 */
+void nyx_gc_metatable(lua_State *L, const char *name, lua_CFunction gc);
+
 /* Gives a malloc'd block to the garbage collector: a userdata whose __gc
  * frees it, so a raise cannot leak it. stack: +1 */
 void nyx_box_malloc(lua_State *L, void *p);

@@ -659,14 +659,8 @@ void nyx_sched_open(lua_State *L)
     lua_pushcfunction(L, task_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
-    luaL_newmetatable(L, WAIT_MT);
-    lua_pushcfunction(L, waitlink_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, SLEEP_MT);
-    lua_pushcfunction(L, sleeper_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    nyx_gc_metatable(L, WAIT_MT, waitlink_gc);
+    nyx_gc_metatable(L, SLEEP_MT, sleeper_gc);
 
     lua_getglobal(L, "coroutine");
     lua_pushcfunction(L, co_resume);

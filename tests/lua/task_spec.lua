@@ -3,12 +3,7 @@
 local H = require "tests.lua.helper"
 local task = nyx.task
 
-local function now()
-  local p = io.popen("date +%s.%N")
-  local t = tonumber(p:read("l"))
-  p:close()
-  return t
-end
+local now = require("nyx.core").now
 
 describe("nyx.task", function()
   it("runs a function as a task and returns what it returns", function()
