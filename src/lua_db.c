@@ -96,7 +96,7 @@ static conn *get_conn(lua_State *L, int *first)
 /* ---- values in ------------------------------------------------------- */
 
 /* Pushes the text form of the Lua value at idx as a query parameter (a
- * table as JSON, with the encoder at index enc), or nothing for SQL NULL.
+ * table as JSON), or nothing for SQL NULL.
  * Returns 1 if it pushed a string. */
 static int push_param(lua_State *L, int idx, int n)
 {

@@ -9,8 +9,7 @@ local db = require "nyx.db"
 local hot = require "nyx.hot"
 
 -- nyx's own JSON (src/lua_json.c): integers stay integers, null is nil
-local json = { encode = core.json_encode }
-local json_safe = { decode = core.json_decode }
+local encode, decode = core.json_encode, core.json_decode
 
 local M = {}
 
@@ -127,7 +126,7 @@ end
 local function assembler(on_text)
   local s = { blocks = {}, parts = {} }
   function s.on_event(event, data)
-    local ev = json_safe.decode(data)
+    local ev = decode(data)
     if type(ev) ~= "table" then
       s.failure = s.failure or { type = "invalid_response", message = "a " .. event .. " event whose data is not JSON" }
       return
@@ -156,7 +155,7 @@ local function assembler(on_text)
       if b.type == "text" then b.text = text
       elseif b.type == "thinking" then b.thinking = text
       elseif b.type == "tool_use" or b.type == "server_tool_use" then
-        b.input = text == "" and {} or json_safe.decode(text) or { _unparsed = text }
+        b.input = text == "" and {} or decode(text) or { _unparsed = text }
       end
     elseif event == "message_delta" and s.message then
       for k, v in pairs(ev.delta or {}) do s.message[k] = v end
@@ -205,12 +204,12 @@ local function interpret(out, stream, timeout)
     return nil, { type = "connection_error", message = out.error }
   end
   if out.status ~= 200 then
-    local body = out.body and json_safe.decode(out.body)
+    local body = out.body and decode(out.body)
     local e = type(body) == "table" and type(body.error) == "table" and body.error or {}
     return nil, { type = e.type or ("http_" .. out.status), message = e.message or ("HTTP " .. out.status) }
   end
   if stream.on_event then return stream.finish() end
-  local resp = json_safe.decode(out.body or "")
+  local resp = decode(out.body or "")
   if type(resp) ~= "table" or type(resp.content) ~= "table" then
     return nil, { type = "invalid_response", message = "the answer is not a Messages API response" }
   end
@@ -249,7 +248,7 @@ function M.complete(req)
   if nbreak > 4 then
     argerror(("%d cache_control breakpoints; the API allows at most 4"):format(nbreak))
   end
-  local payload = json.encode(body)
+  local payload = encode(body)
   local settings = config.values()
   local timeout = settings.llm_timeout_seconds or 60
   local stream = body.stream and assembler(on_text) or {}
@@ -274,7 +273,7 @@ function M.complete(req)
   local ok, log_err = pcall(db.log, {
     { table = "llm_interactions", columns = INTERACTION_COLUMNS, values = {
       id, agent_id, tree_id, "claude", resp and resp.model or body.model,
-      json.encode(body.messages), system_text(body.system), text, started, finished,
+      encode(body.messages), system_text(body.system), text, started, finished,
       usage.input_tokens, usage.output_tokens, read, usage.cache_creation_input_tokens or 0, read,
       math.floor(out.latency_ms + 0.5), cost, without, nbreak > 0, ttl, read > 0,
       resp ~= nil, err_msg, out.retries,
