@@ -68,7 +68,7 @@ static const char HELP_DB[] =
 
 static const char HELP_FAKE[] =
     "usage: nyx fake-claude [--port N] [--host ADDR] [--delay-ms N] [--seed N]\n"
-    "                       [--cache-min-tokens N] [--ttl-scale X]\n"
+    "                       [--cache-min-tokens N] [--ttl-scale X] [--fractal B,D]\n"
     "\n"
     "Serves the Anthropic Messages API (POST /v1/messages) on loopback the way\n"
     "the docs define it: responses, errors, SSE streams, simulated prompt\n"
@@ -77,7 +77,11 @@ static const char HELP_FAKE[] =
     "ANTHROPIC_BASE_URL=http://127.0.0.1:PORT and any ANTHROPIC_API_KEY. nyx\n"
     "starts one by itself when no key is set. A request scripts faults with a\n"
     "marker in its text, e.g. [[fake:status=429,retry_after=1,times=2]];\n"
-    "see src/fake_claude.h. GET /_fake/stats gives its counters.\n";
+    "see src/fake_claude.h. GET /_fake/stats gives its counters.\n"
+    "\n"
+    "--fractal B,D (or NYX_FAKE_FRACTAL=B,D, which the offline model also\n"
+    "reads, with NYX_FAKE_DELAY_MS): a decomposition prompt whose last line is\n"
+    "'DEPTH: k' gets B subtasks while k < D, else an answer (default 3,2).\n";
 /* clang-format on */
 
 static const char HELP_HELP[] = "usage: nyx help [COMMAND]\n";
@@ -302,6 +306,11 @@ static int cmd_fake(int argc, char **argv)
     nyx_fake_opts o;
     nyx_fake_defaults(&o);
     char what[256];
+    nyx_err err;
+    if (nyx_fake_env(&o, &err) < 0) {
+        fprintf(stderr, "nyx: fake-claude: %s\n", err.msg);
+        return 2;
+    }
     for (int i = 1; i < argc; i++) {
         const char *v;
         char *end = NULL;
@@ -317,6 +326,8 @@ static int cmd_fake(int argc, char **argv)
             o.cache_min_tokens = (int)strtol(v, &end, 10);
         else if ((v = opt_value(argc, argv, &i, "--ttl-scale")))
             o.ttl_scale = strtod(v, &end);
+        else if ((v = opt_value(argc, argv, &i, "--fractal")))
+            end = nyx_fake_fractal(&o, v) < 0 ? NULL : "";
         if (!v || !end || *end) {
             snprintf(what, sizeof what,
                      "fake-claude: bad option '%s' (see "
@@ -331,7 +342,6 @@ static int cmd_fake(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    nyx_err err;
     nyx_fake *f = nyx_fake_start(&o, &err);
     if (!f)
         return fail(&err);

@@ -380,11 +380,41 @@ static uint64_t next_rand(uint64_t *s)
     return *s;
 }
 
-static void answer_text(const analysis *a, unsigned seed, nyx_buf *text)
+/* The k of a last line "DEPTH: k" (the fractal workload), or -1. */
+static int depth_line(const char *text)
 {
-    uint64_t r = a->hash ^ seed ^ 0x9E3779B97F4A7C15ULL;
+    const char *p = NULL;
+    for (const char *q = text; (q = strstr(q, "DEPTH:")); q++)
+        p = q;
+    if (!p || (p != text && p[-1] != '\n'))
+        return -1;
+    char *end;
+    long k = strtol(p + 6, &end, 10);
+    while (*end == ' ' || *end == '\n' || *end == '\r')
+        end++;
+    return end == p + 6 || *end || k < 0 || k > 1000 ? -1 : (int)k;
+}
+
+static void answer_text(const nyx_fake_opts *o, const analysis *a,
+                        nyx_buf *text)
+{
+    uint64_t r = a->hash ^ o->seed ^ 0x9E3779B97F4A7C15ULL;
     if (!r)
         r = 1;
+    int k = a->decompose ? depth_line(a->last_text) : -1;
+    if (k >= 0) { /* B subtasks while k < D, then an answer */
+        if (k >= o->fractal_depth) {
+            nyx_buf_addf(text, "{\"answer\": \"leaf at depth %d: %016llx\"}", k,
+                         (unsigned long long)next_rand(&r));
+            return;
+        }
+        nyx_buf_addf(text, "{\"subtasks\": [");
+        for (int i = 1; i <= o->fractal_branching; i++)
+            nyx_buf_addf(text, "%s{\"goal\": \"part %d of %d at depth %d\"}",
+                         i > 1 ? ", " : "", i, o->fractal_branching, k + 1);
+        nyx_buf_addf(text, "]}");
+        return;
+    }
     if (a->decompose) {
         const char *goal = a->last_text;
         int depth = 0;
@@ -492,7 +522,7 @@ typedef struct answer {
 static void make_answer(nyx_fake *f, const analysis *a, answer *ans,
                         unsigned long serial)
 {
-    answer_text(a, f->o.seed, &ans->text);
+    answer_text(&f->o, a, &ans->text);
     ans->stop_reason = "end_turn";
     for (size_t i = 0;
          a->stops && a->stops->type == NYX_JARR && i < a->stops->n; i++) {
@@ -1006,6 +1036,52 @@ void nyx_fake_defaults(nyx_fake_opts *o)
     o->seed = 1;
     o->cache_min_tokens = 1024;
     o->ttl_scale = 1;
+    o->fractal_branching = 3;
+    o->fractal_depth = 2;
+}
+
+static int parse_fractal(nyx_fake_opts *o, const char *v)
+{
+    char *end;
+    long b = strtol(v, &end, 10), d = -1;
+    if (*end == ',')
+        d = strtol(end + 1, &end, 10);
+    if (*end || b < 1 || b > 100 || d < 0 || d > 100)
+        return -1;
+    o->fractal_branching = (int)b;
+    o->fractal_depth = (int)d;
+    return 0;
+}
+
+int nyx_fake_env(nyx_fake_opts *o, nyx_err *err)
+{
+    const char *v = getenv("NYX_FAKE_FRACTAL");
+    if (v && *v && parse_fractal(o, v) < 0) {
+        nyx_errf(err,
+                 "NYX_FAKE_FRACTAL='%.100s' is not B,D (branching 1-100, "
+                 "depth 0-100), e.g. 3,6",
+                 v);
+        return -1;
+    }
+    v = getenv("NYX_FAKE_DELAY_MS");
+    if (v && *v) {
+        char *end;
+        long ms = strtol(v, &end, 10);
+        if (*end || ms < 0 || ms > 600000) {
+            nyx_errf(err,
+                     "NYX_FAKE_DELAY_MS='%.100s' is not a number of "
+                     "milliseconds",
+                     v);
+            return -1;
+        }
+        o->delay_ms = (int)ms;
+    }
+    return 0;
+}
+
+int nyx_fake_fractal(nyx_fake_opts *o, const char *spec)
+{
+    return parse_fractal(o, spec);
 }
 
 nyx_fake *nyx_fake_start(const nyx_fake_opts *o, nyx_err *err)

@@ -20,6 +20,9 @@
  *   chunk_delay_ms=N  in a stream, wait before each event
  *   tool_use          answer with a tool_use block (first tool)
  *
+ * A decomposition prompt (it mentions subtasks and JSON) whose last line
+ * is "DEPTH: k" is the fractal workload: see fractal_* below.
+ *
  * Other routes: GET /_fake/stats (requests, in flight, peak in flight, by
  * status, cache reads and writes), POST /_fake/reset. */
 #ifndef NYX_FAKE_CLAUDE_H
@@ -36,9 +39,18 @@ typedef struct nyx_fake_opts {
     unsigned seed;        /* answers depend on it and the request only */
     int cache_min_tokens; /* shorter prefixes are not cached (1024) */
     double ttl_scale;     /* cache TTLs times this (1: 5 min and 1 h) */
+    /* The fractal workload: a decomposition prompt whose last line is
+     * "DEPTH: k" gets {"subtasks": [...]} with fractal_branching subtasks
+     * while k < fractal_depth, else {"answer": "..."} (3 and 2). */
+    int fractal_branching, fractal_depth;
 } nyx_fake_opts;
 
 void nyx_fake_defaults(nyx_fake_opts *o);
+/* Options from the environment: NYX_FAKE_FRACTAL="B,D" and
+ * NYX_FAKE_DELAY_MS. Returns -1 with a message on a bad value. */
+int nyx_fake_env(nyx_fake_opts *o, nyx_err *err);
+/* Sets the fractal options from "B,D"; -1 if spec is not that. */
+int nyx_fake_fractal(nyx_fake_opts *o, const char *spec);
 nyx_fake *nyx_fake_start(const nyx_fake_opts *o, nyx_err *err);
 int nyx_fake_port(const nyx_fake *f);
 void nyx_fake_stop(nyx_fake *f);

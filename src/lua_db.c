@@ -514,6 +514,7 @@ static int conn_tostring(lua_State *L)
 typedef struct log_entry {
     nyx_waiter w;
     int rows_ref, ok, queued, solo, nparams;
+    int self_ref; /* nobody waits (wait = false): the registry keeps it */
     char error[512];
     struct log_entry *next;
 } log_entry;
@@ -563,6 +564,15 @@ static void finish_entry(log_writer *w, log_entry *e, const char *error)
     }
     nyx_unref(w->L, e->rows_ref);
     e->rows_ref = LUA_NOREF;
+    if (e->self_ref != LUA_NOREF) { /* nobody to tell but the user */
+        if (error)
+            fprintf(stderr, "nyx: log rows were not written: %s\n", e->error);
+        nyx_sched_hold(w->L, -1);
+        int ref = e->self_ref;
+        e->self_ref = LUA_NOREF;
+        nyx_unref(w->L, ref);
+        return;
+    }
     nyx_waiter_done(&e->w);
 }
 
@@ -749,6 +759,10 @@ static int log_send(lua_State *L)
     lua_call(L, 1, 3); /* sql, groups, n */
     int n = (int)lua_tointeger(L, -1), groups = lua_gettop(L) - 1;
     const char *sql = lua_tostring(L, groups - 1);
+    if (!sql) { /* nothing to write (a flush) */
+        batch_done(w);
+        return 0;
+    }
     luaL_checkstack(L, 16, "log batch");
     batch_params *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
@@ -851,6 +865,27 @@ static int entry_gc(lua_State *L)
     return 0;
 }
 
+/* Queues the rows at index 1 as a new entry, pushed. */
+static log_entry *enqueue_entry(lua_State *L, log_writer *w, int nparams)
+{
+    log_entry *e = lua_newuserdatauv(L, sizeof *e, 0);
+    memset(e, 0, sizeof *e);
+    e->self_ref = LUA_NOREF;
+    luaL_setmetatable(L, ENTRY_MT);
+    e->nparams = nparams;
+    lua_pushvalue(L, 1);
+    e->rows_ref = nyx_ref(L);
+    e->queued = 1;
+    if (w->tail)
+        w->tail->next = e;
+    else
+        w->head = e;
+    w->tail = e;
+    return e;
+}
+
+static int flush_k(lua_State *L, int status, lua_KContext ctx) { return 0; }
+
 static int log_k(lua_State *L, int status, lua_KContext ctx)
 {
     log_entry *e = (log_entry *)ctx;
@@ -860,11 +895,20 @@ static int log_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
-/* log(rows): rows = {{table=, columns={...}, values={...}}, ...}; waits
- * until they are committed, then returns true. */
+/* log(rows [, opts]): rows = {{table=, columns={...}, values={...}}, ...};
+ * waits until they are committed, then returns true. opts.wait = false:
+ * returns at once; the rows go with the next batch all the same, a failure
+ * is one line on stderr, and the script's run ends only once they are
+ * written. */
 static int db_log(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
+    int wait = 1;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "wait");
+        wait = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    }
     lua_settop(L, 1);
     log_writer *w = get_writer(L);
     int nparams = 0;
@@ -880,19 +924,27 @@ static int db_log(lua_State *L)
     lua_pop(L, 1);
     luaL_argcheck(L, nparams > 0 && nparams <= MAX_BATCH_PARAMS, 1,
                   "rows must hold between 1 and 60000 values");
-    log_entry *e = lua_newuserdatauv(L, sizeof *e, 0);
-    memset(e, 0, sizeof *e);
-    luaL_setmetatable(L, ENTRY_MT);
-    e->nparams = nparams;
-    lua_pushvalue(L, 1);
-    e->rows_ref = nyx_ref(L);
-    e->queued = 1;
-    if (w->tail)
-        w->tail->next = e;
-    else
-        w->head = e;
-    w->tail = e;
+    log_entry *e = enqueue_entry(L, w, nparams);
+    if (!wait) {
+        lua_pushvalue(L, -1);
+        e->self_ref = nyx_ref(L);
+        nyx_sched_hold(L, 1);
+        lua_pushboolean(L, 1);
+        return 1;
+    }
     return nyx_await(L, &e->w, (lua_KContext)e, log_k);
+}
+
+/* flush(): waits until every row logged so far is committed. */
+static int db_flush(lua_State *L)
+{
+    log_writer *w = get_writer(L);
+    if (!w->head && !w->flight)
+        return 0;
+    lua_settop(L, 0);
+    lua_newtable(L); /* no rows: it waits its turn behind the others */
+    log_entry *e = enqueue_entry(L, w, 0);
+    return nyx_await(L, &e->w, (lua_KContext)e, flush_k);
 }
 
 static const luaL_Reg module_funcs[] = {{"query", db_query},
@@ -905,6 +957,7 @@ static const luaL_Reg module_funcs[] = {{"query", db_query},
                                         {"connect", db_connect},
                                         {"close", db_close},
                                         {"log", db_log},
+                                        {"flush", db_flush},
                                         {NULL, NULL}};
 
 static const luaL_Reg conn_methods[] = {{"query", db_query},

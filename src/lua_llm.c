@@ -49,6 +49,8 @@ static int start_offline(lua_State *L, client *c, int forced)
     nyx_fake_opts o;
     nyx_fake_defaults(&o);
     nyx_err err;
+    if (nyx_fake_env(&o, &err) < 0)
+        return nyx_raise(L, "connection", err.msg);
     c->fake = nyx_fake_start(&o, &err);
     if (!c->fake)
         return nyx_raise(L, "connection", err.msg);

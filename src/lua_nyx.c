@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <sys/random.h>
@@ -196,6 +197,37 @@ static int core_mtime(lua_State *L)
     return 1;
 }
 
+/* hash(s): FNV-1a of s, 16 hex digits (a version mark, not a secret). */
+static int core_hash(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char out[17];
+    nyx_fnv1a_hex(s, len, out);
+    lua_pushstring(L, out);
+    return 1;
+}
+
+/* cpu(): seconds of CPU this process has used, user + system. */
+static int core_cpu(lua_State *L)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    lua_pushnumber(L, (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+                          (double)ru.ru_stime.tv_sec +
+                          ru.ru_stime.tv_usec / 1e6);
+    return 1;
+}
+
+/* maxrss(): the peak resident set size of this process, in bytes. */
+static int core_maxrss(lua_State *L)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    lua_pushinteger(L, (lua_Integer)ru.ru_maxrss * 1024);
+    return 1;
+}
+
 /* error_object(type, message [, fields]): a structured error (not raised). */
 static int core_error(lua_State *L)
 {
@@ -274,6 +306,9 @@ int luaopen_nyx_core(lua_State *L)
                                      {"now", core_now},
                                      {"timestamp", core_timestamp},
                                      {"mtime", core_mtime},
+                                     {"hash", core_hash},
+                                     {"cpu", core_cpu},
+                                     {"maxrss", core_maxrss},
                                      {"error_object", core_error},
                                      {"json_decode", core_json_decode},
                                      {"json_encode", core_json_encode},
@@ -549,6 +584,7 @@ lua_State *nyx_lua_new(int ignore_env)
     preload(L, "nyx.db", luaopen_nyx_db);
     preload(L, "nyx.task", luaopen_nyx_task);
     preload(L, "nyx.claude", luaopen_nyx_claude);
+    preload(L, "nyx.limits", luaopen_nyx_limits);
     set_path(L, ignore_env);
     add_searcher(L);
     return L;

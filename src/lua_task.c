@@ -63,6 +63,7 @@ struct nyx_sched {
     nyx_task *current;
     nyx_task *ready_head, *ready_tail;
     int live; /* tasks not finished */
+    int held; /* background work the run waits for (nyx_sched_hold) */
     unsigned long next_id;
     hook hooks[8];
     int nhooks;
@@ -258,7 +259,12 @@ static int run_until(nyx_sched *s, int (*pred)(void *), void *arg)
 static int waiter_is_done(void *w) { return ((nyx_waiter *)w)->done; }
 static int task_is_woken(void *t) { return ((nyx_task *)t)->woken; }
 static int task_is_over(void *t) { return ((nyx_task *)t)->state >= T_DONE; }
-static int none_live(void *s) { return ((nyx_sched *)s)->live == 0; }
+static int none_live(void *s)
+{
+    return ((nyx_sched *)s)->live == 0 && ((nyx_sched *)s)->held == 0;
+}
+
+void nyx_sched_hold(lua_State *L, int delta) { sched_of(L)->held += delta; }
 
 static int deadlock(lua_State *L)
 {

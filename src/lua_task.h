@@ -36,6 +36,10 @@ void nyx_waiter_done(nyx_waiter *w);
 typedef int (*nyx_sched_hook)(lua_State *L, void *arg);
 void nyx_sched_add_hook(lua_State *L, nyx_sched_hook fn, void *arg);
 
+/* Background work (a log row nobody waits for) that a run must see
+ * finished before it ends: +1 when it starts, -1 when it is done. */
+void nyx_sched_hold(lua_State *L, int delta);
+
 /* Runs the function below nargs arguments on the stack as a task, and the
  * scheduler until it and every task it started are finished. Returns
  * LUA_OK, or an error status with the message (and traceback) on the

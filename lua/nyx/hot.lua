@@ -8,7 +8,18 @@ local core = require "nyx.core"
 
 local M = { interval = 0.5 }
 
-local known = {} -- name -> { module, path, mtime, checked }
+local known = {} -- name -> { module, path, mtime, checked, version }
+
+-- The version mark of a file: a hash of its content ("embedded" for a
+-- module compiled into nyx with no file on disk).
+local function version_of(path)
+  if not path then return "embedded" end
+  local f = io.open(path, "rb")
+  if not f then return "embedded" end
+  local s = f:read("a")
+  f:close()
+  return core.hash(s)
+end
 
 local function load_fresh(name, path, check)
   local chunk, err = loadfile(path)
@@ -23,31 +34,43 @@ local function load_fresh(name, path, check)
   return mod
 end
 
---- require(name [, check]): the module, current with its file. check(mod)
--- returns true, or false and why, to accept a new version.
-function M.require(name, check)
+--- require(name [, check [, interval]]): the module, current with its
+-- file, and its version (a hash of the file it came from). check(mod)
+-- returns true, or false and why, to accept a new version; interval (in
+-- seconds, M.interval by default) is how often the file is looked at.
+function M.require(name, check, interval)
   local k, now = known[name], core.now()
-  if k and now - k.checked < M.interval then return k.module end
+  if k and now - k.checked < (interval or M.interval) then return k.module, k.version end
   local path = package.searchpath(name, package.path)
   if not k then
+    local mtime = path and core.mtime(path)
     local mod = require(name)
-    known[name] = { module = mod, path = path, mtime = path and core.mtime(path), checked = now }
-    return mod
+    if check then
+      local good, why = check(mod)
+      if not good then error(("%s: %s"):format(path or name, why or "does not export what it must"), 2) end
+    end
+    known[name] = { module = mod, path = path, mtime = mtime, checked = now, version = version_of(path) }
+    return mod, known[name].version
   end
   k.checked = now
   local mtime = path and core.mtime(path)
-  if path == k.path and mtime == k.mtime then return k.module end
+  if path == k.path and mtime == k.mtime then return k.module, k.version end
   k.path, k.mtime = path, mtime
   local mod, err = nil, "its file is gone"
   if path then mod, err = load_fresh(name, path, check) end
   if mod then
-    k.module = mod
+    k.module, k.version = mod, version_of(path)
     package.loaded[name] = mod
     io.stderr:write(("nyx: reloaded %s\n"):format(path))
   else
     io.stderr:write(("nyx: kept the previous %s: %s\n"):format(name, err or "its file is gone"))
   end
-  return k.module
+  return k.module, k.version
+end
+
+--- version(name): the version mark of the loaded module (nil if unknown).
+function M.version(name)
+  return known[name] and known[name].version
 end
 
 return M

@@ -7,6 +7,7 @@ local nyx = {
   version = core.version,   -- "0.1.0"
   home = core.home,         -- folder holding lua/, sql/, prompts/ (nil: embedded only)
   uuid = core.uuid,         -- a random (v4) UUID string
+  core = core,              -- low level: now, cpu, maxrss, timestamp, hash, ...
   json = require "cjson",   -- lua-cjson
   db = require "nyx.db",    -- PostgreSQL: query, exec, transaction, ...
   tree = require "nyx.tree", -- thought trees
@@ -14,6 +15,8 @@ local nyx = {
   llm = require "nyx.llm",   -- Claude calls, logged: complete, cached
   config = require "nyx.config", -- system_config: get, set
   hot = require "nyx.hot",   -- modules that reload when their file changes
+  runtime = require "nyx.runtime", -- orchestrators and agents
 }
+nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it
 
 return nyx

@@ -248,6 +248,8 @@ function M.complete(req)
   if nbreak > 4 then
     argerror(("%d cache_control breakpoints; the API allows at most 4"):format(nbreak))
   end
+  local guard = M.guard
+  if guard then guard.before(tree_id, agent_id) end -- a budget may refuse
   local payload = encode(body)
   local settings = config.values()
   local timeout = settings.llm_timeout_seconds or 60
@@ -283,6 +285,7 @@ function M.complete(req)
       failure and failure.type, body.stream == true, resp and resp.usage, out.headers, out.attempts,
     } },
   })
+  if guard then guard.after(tree_id, usage, cost, resp ~= nil) end
   if not ok then
     -- the answer could not be recorded: say so, and still hand it over
     error(core.error_object("log", "the call could not be recorded: " .. tostring(log_err),
@@ -303,6 +306,11 @@ function M.complete(req)
   resp.retries = out.retries
   return resp
 end
+
+--- guard: set by the runtime (nyx.runtime) to enforce budgets: before(tree_id,
+-- agent_id) may raise to refuse a call; after(tree_id, usage, cost, ok) counts
+-- what a call spent. nil: no budgets.
+M.guard = nil
 
 --- endpoint(): {base_url =, offline = bool}: where calls go (never the key).
 M.endpoint = claude.endpoint

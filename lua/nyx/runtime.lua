@@ -1,0 +1,735 @@
+--- nyx.runtime: orchestrators and agents on the event loop. An
+-- orchestrator runs a strategy (lua/strategies/NAME.lua) on a thought-tree
+-- node; the strategy spawns agents (coroutines with their agents row) and,
+-- where a subtask is still too big, sub-orchestrators on child nodes: the
+-- same pattern at every level. docs/lua-api.md, "Orchestration", is the
+-- reference.
+--
+-- What scripts cannot break lives in C (nyx.limits): the slot pools that
+-- bound active agents (system_config max_concurrent_agents in the process,
+-- the orchestrator's max_concurrent_agents among its own), FIFO and
+-- without spinning, and the recursion check. Rows are written through the
+-- log writer (nyx.db.log): everything that happens in one loop turn goes
+-- in one statement, in order.
+local core = require "nyx.core"
+local db = require "nyx.db"
+local task = require "nyx.task"
+local limits = require "nyx.limits"
+local config = require "nyx.config"
+local hot = require "nyx.hot"
+local tree = require "nyx.tree"
+local llm = require "nyx.llm"
+
+local M = {}
+
+local now = core.timestamp
+local NOWAIT = { wait = false }
+local TERMINAL = { completed = true, failed = true, cancelled = true }
+
+M.AGENT_TYPES = { "task", "council", "validator", "memory" }
+local AGENT_TYPE = { task = true, council = true, validator = true, memory = true }
+
+-- Live objects of this process, for steering, messages and Ctrl-C.
+local agents, orchestrators = {}, {}      -- id -> object
+local agent_of_task = setmetatable({}, { __mode = "k" }) -- task handle -> agent
+local node_budget = setmetatable({}, { __mode = "v" })   -- node id -> budget
+local stopping = nil                      -- "SIGINT"/"SIGTERM" once stopping
+local counters = { agents = 0, orchestrators = 0, refused = 0 }
+
+local function log(rows) db.log(rows, NOWAIT) end
+
+local function setting(key, default)
+  local v = config.values()[key]
+  if v == nil then return default end
+  return v
+end
+
+local function int_setting(key, default)
+  local v = math.tointeger(tonumber(setting(key, default)))
+  return v or default
+end
+
+local function raise(type, message, fields)
+  error(core.error_object(type, message, fields), 0)
+end
+
+-- ---- the process-wide pool ------------------------------------------------
+
+local global, global_limit
+
+local function global_pool()
+  local limit = int_setting("max_concurrent_agents", 10)
+  if limit < 1 then limit = 1 end
+  if not global then
+    global = limits.pool(limit, "max_concurrent_agents")
+  elseif limit ~= global_limit then
+    global:set_limit(limit)
+  end
+  global_limit = limit
+  return global
+end
+
+-- ---- nodes ------------------------------------------------------------------
+
+local NODE_COLUMNS = { "id", "parent_id", "root_id", "depth", "goal", "status", "metadata",
+                       "created_at", "updated_at" }
+local NODE_STATUS = { "id", "status", "completed_at", "metadata" }
+
+-- A child node of parent, written with the next batch (wait: until it is
+-- committed).
+local function new_node(parent, goal, metadata, wait)
+  if type(goal) ~= "string" or not goal:find("%S") then
+    error("bad argument (a subtask's goal must be a non-empty string)", 3)
+  end
+  local id, ts = core.uuid(), now()
+  local n = setmetatable({
+    id = id, parent_id = parent.id, root_id = parent.root_id, depth = parent.depth + 1,
+    goal = goal, status = "pending", metadata = metadata or {}, created_at = ts, updated_at = ts,
+  }, tree.Node)
+  db.log({ { table = "thought_trees", columns = NODE_COLUMNS,
+             values = { id, n.parent_id, n.root_id, n.depth, goal, "pending", n.metadata, ts, ts } } },
+         not wait and NOWAIT or nil)
+  node_budget[id] = node_budget[parent.id]
+  return n
+end
+
+local function set_node_status(n, status, wait)
+  n.status = status
+  n.completed_at = TERMINAL[status] and now() or nil
+  db.log({ { table = "thought_trees", update = true, columns = NODE_STATUS,
+             values = { n.id, status, n.completed_at, n.metadata } } }, not wait and NOWAIT or nil)
+end
+
+-- A result as it can be kept in JSONB metadata.
+local function storable(v)
+  local t = type(v)
+  if t == "string" or t == "number" or t == "boolean" then return v end
+  if t == "table" and not getmetatable(v) then
+    local ok, s = pcall(core.json_encode, v)
+    if ok and s then return v end
+  end
+  if v == nil then return nil end
+  return tostring(v)
+end
+
+local function message_of(err)
+  if type(err) == "table" and err.message then return tostring(err.message) end
+  return tostring(err)
+end
+
+-- ---- budgets ----------------------------------------------------------------
+
+-- A budget: limits {usd =, tokens =, calls =} and what was spent under it,
+-- chained to the budget of the enclosing subtree; a call counts against
+-- every budget up the chain.
+local function new_budget(lim, parent, spent)
+  if not lim and not parent then return nil end
+  return { limit = lim or {}, parent = parent, spent = spent or { usd = 0, tokens = 0, calls = 0 } }
+end
+
+local function budget_check(b)
+  while b do
+    local l, s = b.limit, b.spent
+    local over = (l.calls and s.calls >= l.calls and "calls") or
+                 (l.tokens and s.tokens >= l.tokens and "tokens") or
+                 (l.usd and s.usd >= l.usd and "usd")
+    if over then
+      raise("budget_exceeded", ("budget exhausted: %s spent %s of %s; no new LLM call starts in this subtree")
+        :format(over, tostring(s[over]), tostring(l[over])), { budget = l, spent = s, limit = over })
+    end
+    b = b.parent
+  end
+end
+
+llm.guard = {
+  before = function(tree_id)
+    local b = node_budget[tree_id]
+    if not b then return end
+    budget_check(b)
+    while b do b.spent.calls = b.spent.calls + 1; b = b.parent end
+  end,
+  after = function(tree_id, usage, cost)
+    local b = node_budget[tree_id]
+    local tokens = (usage.input_tokens or 0) + (usage.output_tokens or 0) +
+                   (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    while b do
+      b.spent.tokens = b.spent.tokens + tokens
+      b.spent.usd = b.spent.usd + (cost or 0)
+      b = b.parent
+    end
+  end,
+}
+
+-- What the subtree under node_id has spent so far, from llm_interactions.
+local function spent_under(node_id)
+  local r = db.query([[
+    WITH RECURSIVE t AS (SELECT id FROM thought_trees WHERE id = $1
+                         UNION ALL SELECT n.id FROM thought_trees n JOIN t ON n.parent_id = t.id)
+    SELECT count(*)::bigint AS calls,
+           coalesce(sum(coalesce(token_count_input, 0) + coalesce(token_count_output, 0) +
+                        coalesce(cache_creation_input_tokens, 0) + coalesce(cache_read_input_tokens, 0)), 0)::bigint AS tokens,
+           coalesce(sum(cost_usd), 0)::float8 AS usd
+    FROM llm_interactions WHERE thought_tree_id IN (SELECT id FROM t)]], node_id)[1]
+  return { calls = r.calls, tokens = r.tokens, usd = r.usd }
+end
+
+local function check_budget_spec(b, fn)
+  if b == nil then return nil end
+  if type(b) ~= "table" then error(("bad argument #2 to '%s' (budget must be a table {usd =, tokens =, calls =})"):format(fn), 3) end
+  for k, v in pairs(b) do
+    if k ~= "usd" and k ~= "tokens" and k ~= "calls" then
+      error(("bad argument #2 to '%s' (unknown budget field '%s': usd, tokens, calls)"):format(fn, tostring(k)), 3)
+    end
+    if type(v) ~= "number" or v < 0 then
+      error(("bad argument #2 to '%s' (budget.%s must be a number >= 0)"):format(fn, k), 3)
+    end
+  end
+  return b
+end
+
+-- ---- agents -----------------------------------------------------------------
+
+local Agent = {}
+Agent.__index = Agent
+Agent.__name = "nyx.agent"
+
+local AGENT_COLUMNS = { "id", "thought_tree_id", "agent_type", "agent_class", "status", "spawned_by",
+                        "created_at", "max_recursion_depth", "current_recursion_depth", "context", "state" }
+local AGENT_STATUS = { "id", "status", "completed_at", "state" }
+local ORCH_ACTIVE = { "id", "current_active_agents" }
+
+local function write_agent(a, wait)
+  db.log({ { table = "agents", update = true, columns = AGENT_STATUS,
+             values = { a.id, a.status, a.completed_at, a.state } } }, not wait and NOWAIT or nil)
+end
+
+local function write_active(o)
+  log({ { table = "orchestrators", update = true, columns = ORCH_ACTIVE, values = { o.id, o.active } } })
+end
+
+-- Takes the agent's slots: its orchestrator's, then the process's; waits
+-- (FIFO) for each.
+local function take_slots(a)
+  if stopping then raise("cancelled", "nyx is stopping (" .. stopping .. "): no new work starts") end
+  local o = a.orchestrator
+  if o then o.pool:acquire() end
+  global_pool():acquire()
+  a.holding = true
+  if o then o.active = o.active + 1; write_active(o) end
+end
+
+local function give_slots(a)
+  if not a.holding then return end
+  a.holding = false
+  global:release()
+  local o = a.orchestrator
+  if o then
+    o.pool:release()
+    o.active = o.active - 1
+    write_active(o)
+  end
+end
+
+local function current_agent()
+  local t = task.current()
+  return t and agent_of_task[t]
+end
+
+-- Runs fn while the current agent (if any) gives its slots back: it only
+-- waits, so others may work (slots count agents doing work).
+local function waiting(fn, ...)
+  local a = current_agent()
+  if not (a and a.holding) then return fn(...) end
+  give_slots(a)
+  local r = table.pack(pcall(fn, ...))
+  take_slots(a)
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
+-- Handles: what spawn and orchestrate return.
+local Handle = {}
+Handle.__index = Handle
+Handle.__name = "nyx.agent.handle"
+
+local function finished(h)
+  local o = h.outcome
+  if o.ok then return true, o.result end
+  return false, o.error
+end
+
+--- handle:wait(): true, result or false, error once the agent (or
+-- sub-orchestrator) is done. An agent waiting here gives its slots back.
+function Handle:wait()
+  if not self.outcome then
+    waiting(self.task.wait, self.task)
+  end
+  return finished(self)
+end
+
+--- handle:done(): whether it has finished.
+function Handle:done() return self.outcome ~= nil end
+
+function Handle:__tostring()
+  return ("%s %s (%s)"):format(self.kind, self.id, self.outcome and (self.outcome.ok and "completed" or "failed") or "running")
+end
+
+--- wait_all(handles): waits for each; a list, in order, of {ok = true,
+-- result = r} or {ok = false, error = e}.
+function M.wait_all(handles)
+  local out = {}
+  waiting(function()
+    for i, h in ipairs(handles) do
+      if not h.outcome then h.task:wait() end
+      out[i] = h.outcome
+    end
+  end)
+  return out
+end
+
+local function resolve_class(class)
+  local mod, version = hot.require("agents." .. class, function(m)
+    return type(m) == "function" or (type(m) == "table" and type(m.run) == "function"), "an agent class returns a function or a table with run"
+  end, 0)
+  local run = type(mod) == "table" and mod.run or mod
+  return run, version
+end
+
+local function traceback(e)
+  if type(e) == "table" then return e end
+  return debug.traceback(tostring(e), 2)
+end
+
+-- The agent's life, in its own task.
+local function agent_main(a, run, input)
+  local node = a.node
+  local refusal = limits.depth(node.depth, int_setting("max_recursion_depth", 10), "max_recursion_depth (system_config)")
+  if not refusal and a.parent then
+    refusal = limits.depth(a.depth, a.parent.max_depth, "the spawning agent's max_recursion_depth")
+  end
+  if refusal then
+    counters.refused = counters.refused + 1
+    a.status, a.completed_at, a.state.error = "failed", now(), refusal
+    write_agent(a)
+    node.metadata.error = refusal
+    if not node.owner or node.owner == a then set_node_status(node, "failed") end
+    return { ok = false, error = core.error_object("recursion_limit", refusal, { depth = node.depth }) }
+  end
+  local ok, res = pcall(take_slots, a)
+  if not ok then
+    a.status, a.completed_at, a.state.error = "terminated", now(), message_of(res)
+    write_agent(a)
+    return { ok = false, error = res }
+  end
+  a.status = "active"
+  write_agent(a)
+  if node.owner == a and node.status ~= "in_progress" then set_node_status(node, "in_progress") end
+  db.flush() -- the rows the code may touch are committed (one batch for the turn)
+  local okr, result = xpcall(run, traceback, a, input)
+  give_slots(a)
+  a.completed_at = now()
+  agents[a.id] = nil
+  if a.inbox then
+    for _, m in ipairs(a.inbox) do m.pending = nil end
+  end
+  if okr then
+    a.status = "completed"
+    a.state.result = storable(result)
+    write_agent(a)
+    if node.owner == a then
+      node.metadata.result = storable(result)
+      set_node_status(node, "completed")
+    end
+    return { ok = true, result = result }
+  end
+  a.status = stopping and "terminated" or "failed"
+  a.state.error = message_of(result)
+  write_agent(a)
+  if node.owner == a then
+    node.metadata.error = message_of(result)
+    set_node_status(node, stopping and "cancelled" or "failed")
+  end
+  return { ok = false, error = result }
+end
+
+local function spawn_agent(spec, orchestrator, parent)
+  if type(spec) ~= "table" then error("bad argument #1 to 'spawn' (expected a table {type =, class =, node =, ...})", 3) end
+  local atype = spec.type or "task"
+  if not AGENT_TYPE[atype] then
+    error(("bad argument #1 to 'spawn' (type must be one of %s, got %s)"):format(
+      table.concat(M.AGENT_TYPES, ", "), tostring(atype)), 3)
+  end
+  local run, version = spec.run, nil
+  local class = spec.class
+  if run ~= nil and type(run) ~= "function" then error("bad argument #1 to 'spawn' (run must be a function)", 3) end
+  if type(class) ~= "string" or class == "" then
+    if run then class = "inline" else error("bad argument #1 to 'spawn' (class must name the agent's code, lua/agents/CLASS.lua, or give run = function)", 3) end
+  end
+  if not run then run, version = resolve_class(class) end
+  local node = spec.node
+  if node == nil and spec.goal then
+    node = new_node(orchestrator and orchestrator.node or parent.node, spec.goal, spec.metadata)
+  end
+  if type(node) ~= "table" or not node.id then error("bad argument #1 to 'spawn' (node must be a thought-tree node, or give goal =)", 3) end
+  local max_depth = math.tointeger(spec.max_recursion_depth) or (parent and parent.max_depth) or 5
+  local a = setmetatable({
+    id = core.uuid(), type = atype, class = class, node = node, orchestrator = orchestrator,
+    parent = parent, depth = node.depth, max_depth = max_depth,
+    context = spec.context or {}, state = {}, status = "spawned", version = version,
+  }, Agent)
+  if version then a.state.class_version = version end
+  if not node.owner then node.owner = a end
+  agents[a.id] = a
+  counters.agents = counters.agents + 1
+  log({ { table = "agents", columns = AGENT_COLUMNS, values = {
+    a.id, node.id, atype, class, "spawned", parent and parent.id, now(), max_depth, a.depth, a.context, a.state,
+  } } })
+  local h = setmetatable({ kind = "agent", id = a.id, agent = a }, Handle)
+  h.task = task.spawn(function()
+    h.outcome = agent_main(a, run, spec.input)
+  end)
+  agent_of_task[h.task] = a
+  a.handle = h
+  return h
+end
+
+--- agent:spawn(spec): a child agent, spawned by this one (spawned_by set).
+function Agent:spawn(spec)
+  return spawn_agent(spec, self.orchestrator, self)
+end
+
+--- agent:complete(request): nyx.llm.complete for this agent's node.
+function Agent:complete(req)
+  req.tree = req.tree or self.node
+  req.agent = self.id
+  return llm.complete(req)
+end
+
+--- agent:set_state(fields): merges fields into the agent's state (JSONB).
+function Agent:set_state(fields)
+  for k, v in pairs(fields) do self.state[k] = v end
+  write_agent(self)
+end
+
+-- ---- messages ---------------------------------------------------------------
+
+local MSG_COLUMNS = { "id", "sender_agent_id", "receiver_agent_id", "thought_tree_id", "message_type",
+                      "content", "sent_at", "delivered" }
+local MSG_TYPE = { context_share = true, request = true, response = true, notification = true }
+
+local function deliver(to, m)
+  to.inbox = to.inbox or {}
+  to.inbox[#to.inbox + 1] = m
+  if to.arrived then to.arrived:set() end
+end
+
+local function check_message(fn, mtype, content)
+  if not MSG_TYPE[mtype] then
+    error(("bad argument to '%s' (message_type must be context_share, request, response or notification, got %s)")
+      :format(fn, tostring(mtype)), 3)
+  end
+  if type(content) ~= "table" and type(content) ~= "string" then
+    error(("bad argument to '%s' (content must be a table or a string)"):format(fn), 3)
+  end
+  if type(content) == "string" then content = { text = content } end
+  return content
+end
+
+--- agent:send(to, message_type, content): a message to another agent (an
+-- agent or its id); content is a table (or a string, sent as {text =}).
+function Agent:send(to, mtype, content)
+  content = check_message("send", mtype, content)
+  local to_id = type(to) == "table" and (to.id or (to.agent and to.agent.id)) or to
+  if type(to_id) ~= "string" then error("bad argument #1 to 'send' (to must be an agent, a handle or an agent id)", 2) end
+  local target = agents[to_id]
+  local m = { id = core.uuid(), from = self.id, to = to_id, type = mtype, content = content, sent_at = now() }
+  log({ { table = "agent_communications", columns = MSG_COLUMNS, values = {
+    m.id, self.id, to_id, self.node.id, mtype, content, m.sent_at, target ~= nil } } })
+  if target then deliver(target, m) end
+  return m.id
+end
+
+--- agent:broadcast(message_type, content): to every other live agent of
+-- the same orchestrator (receiver NULL in the row).
+function Agent:broadcast(mtype, content)
+  content = check_message("broadcast", mtype, content)
+  local m = { id = core.uuid(), from = self.id, type = mtype, content = content, sent_at = now() }
+  local n = 0
+  for _, other in pairs(agents) do
+    if other ~= self and other.orchestrator == self.orchestrator then
+      deliver(other, m); n = n + 1
+    end
+  end
+  log({ { table = "agent_communications", columns = MSG_COLUMNS, values = {
+    m.id, self.id, nil, self.node.id, mtype, content, m.sent_at, n > 0 } } })
+  return m.id
+end
+
+local MSG_RECEIVED = { "id", "received_at", "processed" }
+
+--- agent:receive{timeout = seconds?}: the next message ({id, from, to,
+-- type, content, sent_at}), waiting for one (its slots given back while it
+-- waits); nil after the timeout.
+function Agent:receive(opts)
+  local timeout = opts and opts.timeout
+  if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+    error("bad argument #1 to 'receive' (timeout must be a number of seconds >= 0)", 2)
+  end
+  if not (self.inbox and self.inbox[1]) and timeout ~= 0 then
+    self.arrived = self.arrived or limits.event()
+    waiting(self.arrived.wait, self.arrived, timeout)
+  end
+  local m = self.inbox and table.remove(self.inbox, 1)
+  if not m then return nil end
+  m.received_at = now()
+  log({ { table = "agent_communications", update = true, columns = MSG_RECEIVED,
+          values = { m.id, m.received_at, true } } })
+  return m
+end
+
+-- ---- orchestrators ----------------------------------------------------------
+
+local Ctx = {}
+Ctx.__index = Ctx
+Ctx.__name = "nyx.orchestrator"
+
+local ORCH_COLUMNS = { "id", "parent_orchestrator_id", "thought_tree_id", "orchestrator_type", "status",
+                       "created_at", "max_concurrent_agents", "current_active_agents", "global_context" }
+local ORCH_STATUS = { "id", "status", "completed_at", "current_active_agents", "global_context" }
+
+local function strategy_check(m)
+  return type(m) == "table" and type(m.run) == "function", "a strategy returns a table with run(node, ctx)"
+end
+
+--- load_strategy(name): the strategy module (current with its file) and
+-- its version.
+function M.load_strategy(name)
+  if type(name) ~= "string" or not name:match("^[%w_%.]+$") then
+    error(("bad strategy name %s (a module under lua/strategies/)"):format(tostring(name)), 3)
+  end
+  local ok, mod, version = pcall(hot.require, "strategies." .. name, strategy_check, 0)
+  if not ok then
+    error(("no strategy '%s': %s"):format(name, tostring(mod):match("^[^\n]*")), 3)
+  end
+  return mod, version
+end
+
+--- ctx:spawn(spec): an agent of this orchestrator. spec = {type =
+-- "task"|"council"|"validator"|"memory", class = name (lua/agents/NAME.lua)
+-- or run = function(agent, input), node = node or goal = string (a new
+-- child of the orchestrator's node), input =, context =, metadata =,
+-- max_recursion_depth =}.
+function Ctx:spawn(spec)
+  return spawn_agent(spec, self, current_agent())
+end
+
+--- ctx:child(goal [, metadata]): a new child node of the orchestrator's
+-- node, committed.
+function Ctx:child(goal, metadata)
+  return new_node(self.node, goal, metadata, true)
+end
+
+--- ctx:children(goals): new child nodes, one per goal (a string or
+-- {goal =, metadata =}), committed together.
+function Ctx:children(goals)
+  local out = {}
+  for i, g in ipairs(goals) do
+    if type(g) == "table" then
+      out[i] = new_node(self.node, g.goal, g.metadata)
+    else
+      out[i] = new_node(self.node, g)
+    end
+  end
+  db.flush()
+  return out
+end
+
+local run_orchestrator
+
+--- ctx:orchestrate(node, opts): a sub-orchestrator on node (type 'sub'),
+-- running opts.strategy (this one's by default); returns a handle.
+function Ctx:orchestrate(node, opts)
+  opts = opts or {}
+  if type(node) ~= "table" or not node.id then error("bad argument #1 to 'orchestrate' (expected a node)", 2) end
+  check_budget_spec(opts.budget, "orchestrate")
+  return run_orchestrator(node, opts, self)
+end
+
+--- ctx:complete(request): an LLM call for the orchestrator's node (no agent).
+function Ctx:complete(req)
+  req.tree = req.tree or self.node
+  return llm.complete(req)
+end
+
+--- ctx:wait_all(handles): see nyx.runtime.wait_all.
+function Ctx:wait_all(handles) return M.wait_all(handles) end
+
+function Ctx:__tostring()
+  return ("orchestrator %s (%s, %s) on %s"):format(self.id, self.type, self.strategy, self.node.id)
+end
+
+local function orch_main(o, strategy)
+  local node = o.node
+  local ok, res = xpcall(strategy.run, traceback, node, o)
+  o.completed_at = now()
+  orchestrators[o.id] = nil
+  if ok then
+    o.status = "completed"
+    if node.owner == o then
+      node.metadata.result = storable(res)
+      set_node_status(node, "completed")
+    end
+  else
+    o.status = stopping and "paused" or "failed"
+    o.global_context.error = message_of(res)
+    if node.owner == o then
+      node.metadata.error = message_of(res)
+      set_node_status(node, stopping and "cancelled" or "failed")
+    end
+  end
+  log({ { table = "orchestrators", update = true, columns = ORCH_STATUS,
+          values = { o.id, o.status, o.completed_at, o.active, o.global_context } } })
+  if ok then return { ok = true, result = res } end
+  return { ok = false, error = res }
+end
+
+-- A handle already finished with the refusal, recorded on the node.
+local function refused(node, why)
+  counters.refused = counters.refused + 1
+  node.metadata.error = why
+  set_node_status(node, "failed")
+  local h = setmetatable({ kind = "orchestrator", id = "refused",
+    outcome = { ok = false, error = core.error_object("recursion_limit", why, { depth = node.depth }) } }, Handle)
+  return h
+end
+
+function run_orchestrator(node, opts, parent)
+  local name = opts.strategy or (parent and parent.strategy) or "decompose"
+  local strategy, version = M.load_strategy(name)
+  local why = limits.depth(node.depth, int_setting("max_recursion_depth", 10), "max_recursion_depth (system_config)")
+  if why then return refused(node, why) end
+  local max = math.tointeger(opts.max_concurrent_agents) or (parent and parent.max_agents) or
+              int_setting("max_concurrent_agents", 10)
+  if max < 1 then error("bad argument #2 to 'orchestrate' (max_concurrent_agents must be at least 1)", 3) end
+  local budget = node_budget[node.id] or (parent and node_budget[parent.node.id])
+  if opts.budget then budget = new_budget(opts.budget, budget, not budget and spent_under(node.id) or nil) end
+  node_budget[node.id] = budget
+  local o = setmetatable({
+    id = core.uuid(), type = parent and "sub" or "top_level", parent = parent, node = node,
+    strategy = name, version = version, options = opts, max_agents = max, active = 0,
+    pool = limits.pool(max, "the orchestrator's max_concurrent_agents"),
+    global_context = opts.context or {}, status = "active", budget = budget,
+  }, Ctx)
+  orchestrators[o.id] = o
+  counters.orchestrators = counters.orchestrators + 1
+  if not node.owner then node.owner = o end
+  node.metadata.strategy = { name = name, version = version }
+  log({ { table = "orchestrators", columns = ORCH_COLUMNS, values = {
+    o.id, parent and parent.id, node.id, o.type, "active", now(), max, 0, o.global_context } } })
+  if node.owner == o then set_node_status(node, "in_progress") end
+  local h = setmetatable({ kind = "orchestrator", id = o.id, orchestrator = o }, Handle)
+  h.task = task.spawn(function() h.outcome = orch_main(o, strategy) end)
+  return h
+end
+
+--- orchestrate(node_or_goal, opts): runs a top-level orchestrator (see
+-- docs/lua-api.md). Blocks (or, in a task, yields) until the strategy is
+-- done; returns true, result or false, error, and the orchestrator.
+function M.orchestrate(node, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("bad argument #2 to 'orchestrate' (options must be a table)", 2) end
+  if type(node) == "string" then
+    node = tree.create{ goal = node, metadata = opts.metadata }
+  end
+  if type(node) ~= "table" or not node.id then
+    error("bad argument #1 to 'orchestrate' (expected a node or a goal string)", 2)
+  end
+  check_budget_spec(opts.budget, "orchestrate")
+  if not opts.budget then
+    local b = {}
+    for _, k in ipairs { "usd", "tokens", "calls" } do
+      local v = tonumber(setting("budget_" .. k, nil))
+      if v then b[k] = v end
+    end
+    if next(b) then opts.budget = b end
+  end
+  local ok, h = pcall(run_orchestrator, node, opts, nil)
+  if not ok then error(h, 2) end
+  local okr, res = h:wait()
+  db.flush()
+  return okr, res, h.orchestrator
+end
+
+-- ---- stopping ---------------------------------------------------------------
+
+--- stop(why): stops starting work and marks what runs: nodes in progress
+-- cancelled, agents terminated, orchestrators paused. Returns counts.
+function M.stop(why)
+  stopping = why or "stop"
+  local n = { agents = 0, orchestrators = 0, nodes = 0 }
+  local rows = {}
+  local ts = now()
+  local seen = {}
+  for id, a in pairs(agents) do
+    rows[#rows + 1] = { table = "agents", update = true, columns = AGENT_STATUS,
+                        values = { id, "terminated", ts, a.state } }
+    a.status = "terminated"
+    n.agents = n.agents + 1
+    local node = a.node
+    if not TERMINAL[node.status] and not seen[node] then seen[node] = true end
+  end
+  for id, o in pairs(orchestrators) do
+    rows[#rows + 1] = { table = "orchestrators", update = true, columns = ORCH_STATUS,
+                        values = { id, "paused", ts, 0, o.global_context } }
+    o.status = "paused"
+    n.orchestrators = n.orchestrators + 1
+    if not TERMINAL[o.node.status] then seen[o.node] = true end
+  end
+  for node in pairs(seen) do
+    node.status, node.completed_at = "cancelled", ts
+    rows[#rows + 1] = { table = "thought_trees", update = true, columns = NODE_STATUS,
+                        values = { node.id, "cancelled", ts, node.metadata } }
+    n.nodes = n.nodes + 1
+  end
+  if #rows > 0 then db.log(rows) end
+  db.flush()
+  return n
+end
+
+--- stopping(): the reason nyx is stopping, or nil.
+function M.stopping() return stopping end
+
+--- trap_signals(): on SIGINT/SIGTERM, stop (see stop), kill tool processes,
+-- say what was stopped in one line, exit 130 (143 for SIGTERM).
+function M.trap_signals()
+  limits.trap(function(sig)
+    local procs = package.loaded["nyx.proc"]
+    if procs and procs.cancel_all then pcall(procs.cancel_all) end
+    local ok, n = pcall(M.stop, sig)
+    if ok then
+      io.stderr:write(("nyx: %s: stopped; %d node%s cancelled, %d agent%s terminated, %d orchestrator%s paused\n")
+        :format(sig, n.nodes, n.nodes == 1 and "" or "s", n.agents, n.agents == 1 and "" or "s",
+                n.orchestrators, n.orchestrators == 1 and "" or "s"))
+    else
+      io.stderr:write(("nyx: %s: could not record the stop: %s\n"):format(sig, tostring(n)))
+    end
+    io.stderr:flush()
+    os.exit(sig == "SIGTERM" and 143 or 130, true)
+  end)
+end
+
+--- stats(): what this process has run: agents and orchestrators started,
+-- refusals, and the process-wide pool ({limit, active, peak, waiting}).
+function M.stats()
+  local p = global_pool():stats()
+  return { agents = counters.agents, orchestrators = counters.orchestrators, refused = counters.refused,
+           active = p.active, peak = p.peak, waiting = p.waiting, limit = p.limit }
+end
+
+--- reset_peak(): the process-wide peak starts again from now.
+function M.reset_peak() global_pool():reset_peak() end
+
+--- current_agent(): the agent whose code is running, or nil.
+M.current_agent = current_agent
+M.Agent, M.Handle, M.Orchestrator = Agent, Handle, Ctx
+return M
