@@ -132,6 +132,18 @@ static int encode(lua_State *L, int idx, nyx_buf *b, int depth)
         s = lua_tolstring(L, idx, &len);
         return nyx_json_quote(b, s, len);
     case LUA_TTABLE:
+        if (lua_getmetatable(L, idx)) { /* JSON text kept as it is? */
+            luaL_getmetatable(L, NYX_JSON_RAW);
+            int raw = lua_rawequal(L, -1, -2);
+            lua_pop(L, 2);
+            if (raw) {
+                lua_rawgeti(L, idx, 1);
+                s = lua_tolstring(L, -1, &len);
+                int r = s ? nyx_buf_add(b, s, len) : nyx_buf_add(b, "null", 4);
+                lua_pop(L, 1);
+                return r;
+            }
+        }
         return encode_table(L, idx, b, depth);
     default:
         return luaL_error(L, "cannot encode JSON: a %s value",

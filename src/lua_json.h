@@ -7,6 +7,10 @@
 #include <lua.h>
 #include <stddef.h>
 
+/* The metatable (in the registry) of {json_text}: a value the encoder
+ * writes as the text it holds (nyx.core.json_raw). */
+#define NYX_JSON_RAW "nyx.json.raw"
+
 /* Pushes the JSON text of the value at idx; raises on what JSON cannot
  * hold (functions, NaN, cycles). An empty table is {}. stack: +1 */
 void nyx_json_encode(lua_State *L, int idx);

@@ -254,6 +254,18 @@ static int core_json_decode(lua_State *L)
     return nyx_json_decode(L, s, len, 0);
 }
 
+/* json_raw(text): a value json_encode writes as text, as it is (JSON
+ * already encoded, e.g. for a JSONB column in a log row). */
+static int core_json_raw(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
+    luaL_setmetatable(L, NYX_JSON_RAW);
+    return 1;
+}
+
 /* json_encode(value): JSON text (integers exact, {} for an empty table). */
 static int core_json_encode(lua_State *L)
 {
@@ -312,7 +324,10 @@ int luaopen_nyx_core(lua_State *L)
                                      {"error_object", core_error},
                                      {"json_decode", core_json_decode},
                                      {"json_encode", core_json_encode},
+                                     {"json_raw", core_json_raw},
                                      {NULL, NULL}};
+    luaL_newmetatable(L, NYX_JSON_RAW);
+    lua_pop(L, 1);
     luaL_newlib(L, funcs);
     lua_pushliteral(L, NYX_VERSION);
     lua_setfield(L, -2, "version");

@@ -242,7 +242,11 @@ void nyx_sched_add_hook(lua_State *L, nyx_sched_hook fn, void *arg)
 static int run_until(nyx_sched *s, int (*pred)(void *), void *arg)
 {
     while (!pred(arg)) {
-        run_ready(s);
+        /* what the ready tasks start (tasks they spawn, rows they log)
+         * runs in the same turn, so a cascade ends up in one batch; a
+         * bound keeps the loop's fds served */
+        for (int rounds = 0; s->ready_head && rounds < 64; rounds++)
+            run_ready(s);
         if (pred(arg))
             break;
         int worked = run_hooks(s);

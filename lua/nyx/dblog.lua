@@ -104,27 +104,27 @@ function M.build(batches)
   local n, parts = 0, {}
   for i, g in ipairs(groups) do
     local stmt
+    -- one parameter per group: the rows as a JSON array, typed by the
+    -- table's own row type, so every column converts as it would from a
+    -- literal; the server parses one value instead of planning thousands
+    local objs, cols = {}, g.columns
+    for r, vals in ipairs(g.rows) do
+      local o = {}
+      for c = 1, #cols do o[cols[c]] = vals[c] end
+      objs[r] = o
+    end
+    local list = table.concat(cols, ",")
     if g.update then
-      -- one parameter: the rows as a JSON array, typed by the table's own
-      -- row type, so every column converts as it would in an INSERT
-      local objs, cols, set = {}, g.columns, {}
-      for r, vals in ipairs(g.rows) do
-        local o = {}
-        for c = 1, #cols do o[cols[c]] = vals[c] end
-        objs[r] = o
-      end
+      local set = {}
       for c = 2, #cols do set[c - 1] = ("%s = v.%s"):format(cols[c], cols[c]) end
       stmt = ("UPDATE %s t SET %s FROM json_populate_recordset(NULL::%s, $%d) v WHERE t.%s = v.%s"):format(
         g.table, table.concat(set, ", "), g.table, n + 1, cols[1], cols[1])
-      g.ncol, g.rows = 1, { { encode(objs) } }
-      n = n + 1
     else
-      local ncol = #g.columns
-      stmt = "INSERT INTO " .. g.table .. " (" .. table.concat(g.columns, ",") .. ") VALUES " ..
-             tuples(n + 1, ncol, #g.rows)
-      g.ncol = ncol
-      n = n + ncol * #g.rows
+      stmt = ("INSERT INTO %s (%s) SELECT %s FROM json_populate_recordset(NULL::%s, $%d)"):format(
+        g.table, list, list, g.table, n + 1)
     end
+    g.ncol, g.rows = 1, { { encode(objs) } }
+    n = n + 1
     parts[i] = i < #groups and ("g%d AS (%s RETURNING 1)"):format(i, stmt) or stmt
   end
   if #parts == 0 then return nil, groups, 0 end

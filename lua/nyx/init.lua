@@ -16,6 +16,7 @@ local nyx = {
   config = require "nyx.config", -- system_config: get, set
   hot = require "nyx.hot",   -- modules that reload when their file changes
   runtime = require "nyx.runtime", -- orchestrators and agents
+  limits = require "nyx.limits",   -- slot pools, the recursion check, signals (C)
 }
 nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it
 

@@ -282,7 +282,8 @@ function M.complete(req)
     } },
     { table = "llm_call_details", columns = DETAIL_COLUMNS, values = {
       id, out.request_id, resp and resp.id, out.status, resp and resp.stop_reason,
-      failure and failure.type, body.stream == true, resp and resp.usage, out.headers, out.attempts,
+      failure and failure.type, body.stream == true, resp and resp.usage,
+      out.headers and core.json_raw(out.headers), out.attempts,
     } },
   })
   if guard then guard.after(tree_id, usage, cost, resp ~= nil) end

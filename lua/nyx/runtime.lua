@@ -324,7 +324,6 @@ local function agent_main(a, run, input)
   a.status = "active"
   write_agent(a)
   if node.owner == a and node.status ~= "in_progress" then set_node_status(node, "in_progress") end
-  db.flush() -- the rows the code may touch are committed (one batch for the turn)
   local okr, result = xpcall(run, traceback, a, input)
   give_slots(a)
   a.completed_at = now()
@@ -352,7 +351,7 @@ local function agent_main(a, run, input)
   return { ok = false, error = result }
 end
 
-local function spawn_agent(spec, orchestrator, parent)
+local function spawn_agent(spec, orchestrator, parent, base)
   if type(spec) ~= "table" then error("bad argument #1 to 'spawn' (expected a table {type =, class =, node =, ...})", 3) end
   local atype = spec.type or "task"
   if not AGENT_TYPE[atype] then
@@ -368,7 +367,7 @@ local function spawn_agent(spec, orchestrator, parent)
   if not run then run, version = resolve_class(class) end
   local node = spec.node
   if node == nil and spec.goal then
-    node = new_node(orchestrator and orchestrator.node or parent.node, spec.goal, spec.metadata)
+    node = new_node(base, spec.goal, spec.metadata)
   end
   if type(node) ~= "table" or not node.id then error("bad argument #1 to 'spawn' (node must be a thought-tree node, or give goal =)", 3) end
   local max_depth = math.tointeger(spec.max_recursion_depth) or (parent and parent.max_depth) or 5
@@ -395,7 +394,7 @@ end
 
 --- agent:spawn(spec): a child agent, spawned by this one (spawned_by set).
 function Agent:spawn(spec)
-  return spawn_agent(spec, self.orchestrator, self)
+  return spawn_agent(spec, self.orchestrator, self, self.node)
 end
 
 --- agent:complete(request): nyx.llm.complete for this agent's node.
@@ -520,17 +519,17 @@ end
 -- child of the orchestrator's node), input =, context =, metadata =,
 -- max_recursion_depth =}.
 function Ctx:spawn(spec)
-  return spawn_agent(spec, self, current_agent())
+  return spawn_agent(spec, self, current_agent(), self.node)
 end
 
 --- ctx:child(goal [, metadata]): a new child node of the orchestrator's
--- node, committed.
+-- node (written with the next batch; its methods wait for that).
 function Ctx:child(goal, metadata)
-  return new_node(self.node, goal, metadata, true)
+  return new_node(self.node, goal, metadata)
 end
 
 --- ctx:children(goals): new child nodes, one per goal (a string or
--- {goal =, metadata =}), committed together.
+-- {goal =, metadata =}).
 function Ctx:children(goals)
   local out = {}
   for i, g in ipairs(goals) do
@@ -540,7 +539,6 @@ function Ctx:children(goals)
       out[i] = new_node(self.node, g)
     end
   end
-  db.flush()
   return out
 end
 
@@ -611,8 +609,10 @@ function run_orchestrator(node, opts, parent)
   local max = math.tointeger(opts.max_concurrent_agents) or (parent and parent.max_agents) or
               int_setting("max_concurrent_agents", 10)
   if max < 1 then error("bad argument #2 to 'orchestrate' (max_concurrent_agents must be at least 1)", 3) end
-  local budget = node_budget[node.id] or (parent and node_budget[parent.node.id])
-  if opts.budget then budget = new_budget(opts.budget, budget, not budget and spent_under(node.id) or nil) end
+  -- a sub-orchestrator's calls count against its parent's budgets too; a
+  -- top-level budget starts from what the subtree has already spent
+  local budget = parent and (node_budget[node.id] or node_budget[parent.node.id]) or nil
+  if opts.budget then budget = new_budget(opts.budget, budget, not parent and spent_under(node.id) or nil) end
   node_budget[node.id] = budget
   local o = setmetatable({
     id = core.uuid(), type = parent and "sub" or "top_level", parent = parent, node = node,

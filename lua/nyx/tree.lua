@@ -123,6 +123,7 @@ function M.create(spec)
       "RETURNING " .. COLUMNS, id, goal, metadata)[1])
   end
   parent = check_id(parent, 1, "create")
+  db.flush() -- a parent the runtime made may be on its way
   local row = db.query(
     "INSERT INTO thought_trees (id, parent_id, root_id, depth, goal, status, metadata, created_at, updated_at) " ..
     "SELECT $1, p.id, p.root_id, p.depth + 1, $2, 'pending', COALESCE($3::jsonb, '{}'), " ..
@@ -137,12 +138,14 @@ end
 --- nyx.tree.find(id): the node, or nil if there is none with that id.
 function M.find(id)
   id = check_id(id, 1, "find")
+  db.flush()
   return wrap(db.query("SELECT " .. COLUMNS .. " FROM thought_trees WHERE id = $1", id)[1])
 end
 
 --- nyx.tree.get(id): the node; an error if there is none with that id.
 function M.get(id)
   id = check_id(id, 1, "get")
+  db.flush()
   local row = db.query("SELECT " .. COLUMNS .. " FROM thought_trees WHERE id = $1", id)[1]
   if not row then raise(("nyx.tree.get: no thought-tree node with id %s"):format(id)) end
   return wrap(row)
@@ -165,6 +168,7 @@ end
 
 --- node:children(): the direct children, in the order they were created.
 function Node:children()
+  db.flush()
   return wrap_all(db.query("SELECT " .. COLUMNS .. " FROM thought_trees " ..
     "WHERE parent_id = $1 ORDER BY created_at, id", self.id))
 end
@@ -172,6 +176,7 @@ end
 --- node:subtree(): the node and all its descendants, depth first (each
 -- node before its children, siblings in creation order), in one query.
 function Node:subtree()
+  db.flush()
   local key = "to_char(n.created_at, 'YYYYMMDDHH24MISSUS') || n.id::text"
   return wrap_all(db.query(
     "WITH RECURSIVE t AS (" ..
@@ -193,6 +198,7 @@ end
 
 --- node:refresh(): re-reads the row, for changes made elsewhere. Returns node.
 function Node:refresh()
+  db.flush()
   local row = db.query("SELECT " .. COLUMNS .. " FROM thought_trees WHERE id = $1", self.id)[1]
   if not row then raise(("thought-tree node %s no longer exists"):format(self.id)) end
   return reload(self, row)
@@ -202,6 +208,7 @@ end
 -- or cancelled sets completed_at; going back to pending or in_progress
 -- clears it. Returns the node, updated.
 function Node:set_status(status)
+  db.flush() -- the runtime's rows for this node may be on their way
   if not STATUS[status] then
     argerror(1, "set_status", ("unknown status '%s' (statuses: %s)"):format(
       tostring(status), table.concat(M.STATUSES, ", ")))
@@ -249,6 +256,7 @@ function Node:update(fields)
     sets[#sets + 1] = ("metadata = COALESCE(metadata, '{}') || $%d::jsonb"):format(#values)
   end
   if #sets == 0 then return self end
+  db.flush()
   local row = db.query("UPDATE thought_trees SET " .. table.concat(sets, ", ") ..
     " WHERE id = $1 RETURNING " .. COLUMNS, table.unpack(values))[1]
   if not row then raise(("thought-tree node %s no longer exists"):format(self.id)) end
