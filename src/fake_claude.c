@@ -52,6 +52,9 @@ typedef struct analysis {
     /* from the marker */
     char marker[256], id[256], stream_error[64];
     int status, malformed, drop, tool_use, should_retry;
+    int tool_turns;               /* assistant turns that used a tool */
+    const nyx_json *tool_results; /* the last message's, if it has any */
+    char tool_forced[64];         /* marker tool=NAME */
     long times, delay_ms, tokens, retry_after_ms, chunk_delay_ms;
     double retry_after;
 } analysis;
@@ -151,7 +154,9 @@ static void parse_marker(analysis *a, const char *text)
         else if (!strcmp(kv, "drop"))
             a->drop = 1;
         else if (!strcmp(kv, "tool_use"))
-            a->tool_use = 1;
+            a->tool_use = *v ? atoi(v) : 1;
+        else if (!strcmp(kv, "tool"))
+            snprintf(a->tool_forced, sizeof a->tool_forced, "%s", v);
         else if (!strcmp(kv, "stream_error"))
             snprintf(a->stream_error, sizeof a->stream_error, "%s", v);
         else if (!strcmp(kv, "chunk_delay_ms"))
@@ -321,6 +326,16 @@ static const char *analyse(nyx_fake *f, analysis *a, const nyx_json *root)
         const char *role = nyx_json_str(msgs->items[i], "role", "");
         if (strcmp(role, "user") && strcmp(role, "assistant"))
             return "messages: each message's role must be user or assistant";
+        const nyx_json *c = nyx_json_get(msgs->items[i], "content");
+        for (size_t j = 0; c && c->type == NYX_JARR && j < c->n; j++) {
+            const char *type = nyx_json_str(c->items[j], "type", "");
+            if (!strcmp(role, "assistant") && !strcmp(type, "tool_use")) {
+                a->tool_turns++;
+                break;
+            }
+            if (i == msgs->n - 1 && !strcmp(type, "tool_result"))
+                a->tool_results = c;
+        }
     }
     const nyx_json *stream = nyx_json_get(root, "stream");
     a->stream = stream && stream->type == NYX_JBOOL && stream->boolean;
@@ -401,6 +416,24 @@ static void answer_text(const nyx_fake_opts *o, const analysis *a,
     uint64_t r = a->hash ^ o->seed ^ 0x9E3779B97F4A7C15ULL;
     if (!r)
         r = 1;
+    if (a->tool_results) { /* after tools ran: what they said */
+        nyx_buf_addf(text, "Tool results:");
+        const nyx_json *c = a->tool_results;
+        for (size_t i = 0; i < c->n; i++) {
+            const nyx_json *b = c->items[i];
+            if (strcmp(nyx_json_str(b, "type", ""), "tool_result"))
+                continue;
+            const nyx_json *rc = nyx_json_get(b, "content");
+            const char *t =
+                rc && rc->type == NYX_JSTR ? rc->str : content_text(rc);
+            const nyx_json *err = nyx_json_get(b, "is_error");
+            nyx_buf_addf(
+                text, " [%s%.300s]",
+                err && err->type == NYX_JBOOL && err->boolean ? "error: " : "",
+                t);
+        }
+        return;
+    }
     int k = a->decompose ? depth_line(a->last_text) : -1;
     if (k >= 0) { /* B subtasks while k < D, then an answer */
         if (k >= o->fractal_depth) {
@@ -551,11 +584,13 @@ static void make_answer(nyx_fake *f, const analysis *a, answer *ans,
         ans->stop_sequence = NULL;
     }
     const char *forced = nyx_json_str(a->tool_choice, "type", "auto");
-    int want_tool =
-        a->tool_use || !strcmp(forced, "any") || !strcmp(forced, "tool");
+    int want_tool = a->tool_turns < a->tool_use || !strcmp(forced, "any") ||
+                    !strcmp(forced, "tool");
     if (want_tool && a->tools && a->tools->type == NYX_JARR && a->tools->n &&
         strcmp(ans->stop_reason, "max_tokens") != 0) {
         ans->tool_name = nyx_json_str(a->tool_choice, "name", NULL);
+        if (!ans->tool_name && a->tool_forced[0])
+            ans->tool_name = a->tool_forced;
         if (!ans->tool_name)
             ans->tool_name = nyx_json_str(a->tools->items[0], "name", "tool");
         nyx_buf in = {0};

@@ -18,7 +18,11 @@
  *   drop              close the connection half way through the body
  *   stream_error=T    in a stream, an error event of type T after a delta
  *   chunk_delay_ms=N  in a stream, wait before each event
- *   tool_use          answer with a tool_use block (first tool)
+ *   tool_use[=N]      answer with a tool_use block (the first tool, input
+ *                     {"query": the text}) while fewer than N (1) earlier
+ *                     assistant turns used a tool; a last message holding
+ *                     tool_result blocks is answered "Tool results: [..]"
+ *   tool=NAME         the tool to use instead of the first
  *
  * A decomposition prompt (it mentions subtasks and JSON) whose last line
  * is "DEPTH: k" is the fractal workload: see fractal_* below.

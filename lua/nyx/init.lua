@@ -18,6 +18,7 @@ local nyx = {
   runtime = require "nyx.runtime", -- orchestrators and agents
   limits = require "nyx.limits",   -- slot pools, the recursion check, signals (C)
 }
+nyx.tool = require "nyx.tool" -- tools for agents, logged: register, run
 nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it
 
 return nyx
