@@ -50,5 +50,6 @@ void nyx_box_malloc(lua_State *L, void *p);
 int luaopen_nyx_core(lua_State *L);
 int luaopen_nyx_db(lua_State *L);
 int luaopen_nyx_claude(lua_State *L);
+int luaopen_nyx_proc(lua_State *L);
 
 #endif

@@ -14,6 +14,7 @@ local nyx = {
   llm = require "nyx.llm",   -- Claude calls, logged: complete, cached
   config = require "nyx.config", -- system_config: get, set
   hot = require "nyx.hot",   -- modules that reload when their file changes
+  proc = require "nyx.proc", -- child processes on the event loop: run, cancel_all
 }
 
 return nyx
