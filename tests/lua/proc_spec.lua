@@ -182,7 +182,7 @@ describe("nyx.proc.run", function()
 
   it("kills the whole group on timeout, grandchildren too", function()
     local t0 = now()
-    local r = run{ argv = { "sh", "-c", "sleep 30 & echo $!; wait" }, timeout = 0.3 }
+    local r = run{ argv = { "sh", "-c", "sleep 30 & echo $!; wait" }, timeout = 1 }
     assert.is_true(now() - t0 < 10, "the timeout did not stop it")
     assert.is_true(r.timed_out)
     assert.are.equal(15, r.signal) -- SIGTERM was enough
@@ -194,7 +194,7 @@ describe("nyx.proc.run", function()
 
   it("follows SIGTERM with SIGKILL for a group that ignores it", function()
     local t0 = now()
-    local r = run{ argv = { "sh", "-c", "trap '' TERM; sleep 30 & echo $!; wait" }, timeout = 0.3 }
+    local r = run{ argv = { "sh", "-c", "trap '' TERM; sleep 30 & echo $!; wait" }, timeout = 1 }
     assert.is_true(now() - t0 < 10, "SIGKILL did not follow")
     assert.is_true(r.timed_out)
     assert.are.equal(9, r.signal)
@@ -274,10 +274,18 @@ describe("nyx.proc.run", function()
     for i = 1, 20 do
       hs[i] = task.spawn(function() return run{ argv = { "sleep", "0.3" } } end)
     end
-    task.sleep(0.1)
-    assert.are.equal(20, proc.running())
+    local peak, finished = 0, false
+    local monitor = task.spawn(function()
+      while not finished do
+        peak = math.max(peak, proc.running())
+        task.sleep(0.01)
+      end
+    end)
     local rs = task.wait_all(hs)
     local elapsed = now() - t0
+    finished = true
+    monitor:wait()
+    assert.is_true(peak > 1, "never more than one child at a time")
     for _, r in ipairs(rs) do
       assert.is_true(r.ok)
       assert.are.equal(0, r[1].exit_code)
@@ -293,11 +301,22 @@ describe("nyx.proc.run", function()
 
   it("cancels every run in flight with cancel_all", function()
     assert.are.equal(0, proc.cancel_all())
+    local dir = H.tmpdir()
     local hs = {}
     for i = 1, 5 do
-      hs[i] = task.spawn(function() return run{ argv = { "sh", "-c", "echo started; sleep 30" } } end)
+      hs[i] = task.spawn(function()
+        return run{ argv = { "sh", "-c", "echo started; touch " .. dir .. "/" .. i .. "; sleep 30" } }
+      end)
     end
-    task.sleep(0.2)
+    local function all_started()
+      for i = 1, 5 do
+        if not read(dir .. "/" .. i) then return false end
+      end
+      return true
+    end
+    local t_start = now()
+    while not all_started() and now() - t_start < 20 do task.sleep(0.02) end
+    H.rmdir(dir)
     assert.are.equal(5, proc.running())
     local t0 = now()
     assert.are.equal(5, proc.cancel_all())
@@ -357,7 +376,11 @@ describe("a run whose Lua side goes away", function()
       nyx.task.spawn(function()
         nyx.proc.run{ argv = { "sh", "-c", "echo $$ > %s.tmp && mv %s.tmp %s; exec sleep 30" } }
       end)
-      while not io.open(%q) do nyx.task.sleep(0.02) end
+      local t0 = require("nyx.core").now()
+      while not io.open(%q) do
+        assert(require("nyx.core").now() - t0 < 20, "the child did not start")
+        nyx.task.sleep(0.02)
+      end
       os.exit(0, true) -- closes the state with the run in flight
     ]]):format(file, file, file, file) })
     assert.are.equal(0, r.code, r.err)
