@@ -354,16 +354,27 @@ describe("nyx.proc.run", function()
     assert.are.equal(0, ign & 0x7fffffff, "signals 1-31 ignored: " .. ign)
   end)
 
-  it("leaves no zombie behind", function()
+  it("leaves no zombie behind, and no fd of its own open", function()
+    -- nyx's fds, listed by a child once stdin reached EOF: by then nyx has
+    -- closed its copies of the child's ends and its end of stdin, and holds
+    -- the same three for this run each time (stdout, stderr, pidfd)
+    local function my_fds()
+      local list = ("cat >/dev/null; ls /proc/%d/fd"):format(my_pid())
+      return run{ argv = { "sh", "-c", list }, stdin = "go" }.stdout
+    end
+    local fds_before = my_fds()
     local hs = {}
-    for i = 1, 30 do hs[i] = task.spawn(function() return run{ argv = { "true" } } end) end
+    for i = 1, 30 do hs[i] = task.spawn(function() return run{ argv = { "true" }, stdin = "x" } end) end
+    hs[31] = task.spawn(function() return run{ argv = { "sleep", "30" }, timeout = 0.05 } end)
+    hs[32] = task.spawn(function() return pcall(run, { argv = { "nyx-no-such-program" } }) end)
     local pids = {}
-    for i, r in ipairs(task.wait_all(hs)) do pids[i] = r[1].pid end
+    for i, r in ipairs(task.wait_all(hs)) do pids[i] = i <= 30 and r[1].pid or nil end
     for _, pid in ipairs(pids) do
       assert.is_false(alive(pid, "true"))
     end
     assert.are.same({}, zombies())
     assert.are.equal(0, proc.running())
+    assert.are.equal(fds_before, my_fds())
   end)
 end)
 
