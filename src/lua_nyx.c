@@ -600,6 +600,7 @@ lua_State *nyx_lua_new(int ignore_env)
     preload(L, "nyx.task", luaopen_nyx_task);
     preload(L, "nyx.claude", luaopen_nyx_claude);
     preload(L, "nyx.limits", luaopen_nyx_limits);
+    preload(L, "nyx.proc", luaopen_nyx_proc);
     set_path(L, ignore_env);
     add_searcher(L);
     return L;

@@ -51,5 +51,6 @@ int luaopen_nyx_core(lua_State *L);
 int luaopen_nyx_db(lua_State *L);
 int luaopen_nyx_claude(lua_State *L);
 int luaopen_nyx_limits(lua_State *L);
+int luaopen_nyx_proc(lua_State *L);
 
 #endif

@@ -17,6 +17,7 @@ local nyx = {
   hot = require "nyx.hot",   -- modules that reload when their file changes
   runtime = require "nyx.runtime", -- orchestrators and agents
   limits = require "nyx.limits",   -- slot pools, the recursion check, signals (C)
+  proc = require "nyx.proc", -- child processes on the event loop: run, cancel_all
 }
 nyx.tool = require "nyx.tool" -- tools for agents, logged: register, run
 nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it

@@ -172,8 +172,8 @@ describe("nyx.tool", function()
     assert.matches("%[error: no tool named 'needs_path' was given to this agent%]", r3.text)
     -- a model that never stops asking hits the turn limit
     local ok4, e4 = run(function(agent)
-      return agent:chat{ tools = { "lookup" }, max_tokens = 200, max_turns = 3,
-        messages = { { role = "user", content = "again [[fake:tool_use=10]]" } } }
+      return agent:chat{ tools = { "lookup" }, max_tokens = 200, max_turns = 3, system = "[[fake:tool_use=10]]",
+        messages = { { role = "user", content = "again" } } }
     end)
     assert.is_false(ok4)
     assert.are.equal("turn_limit", e4.type)

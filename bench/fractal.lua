@@ -1,0 +1,59 @@
+-- bench/fractal.lua MODE [ARGS]: one figure of the runtime (issue 4),
+-- printed as one line "key=value ...". bench/run runs them all against a
+-- fake Claude in a process of its own (so nyx's CPU is nyx's only).
+--
+--   tree B D DELAY_MS MAX_AGENTS   the fractal workload: decompose on a
+--                                  root; the fake answers B subtasks per
+--                                  node down to depth D (its --fractal)
+--   suspended N                    N agents suspended in receive(): bytes each
+local core = nyx.core
+local mode = arg[1] or "tree"
+
+if mode == "tree" then
+  local b, d, delay, max = tonumber(arg[2]), tonumber(arg[3]), tonumber(arg[4]), math.tointeger(tonumber(arg[5]))
+  nyx.config.set("max_concurrent_agents", max)
+  nyx.config.set("max_recursion_depth", math.max(10, d))
+  local root = nyx.tree.create{ goal = ("fractal B=%d D=%d delay=%d"):format(b, d, delay) }
+  collectgarbage()
+  local t0, c0 = core.now(), core.cpu()
+  local ok, res = nyx.orchestrate(root, { strategy = "decompose", max_concurrent_agents = max })
+  local wall, cpu = core.now() - t0, core.cpu() - c0
+  assert(ok, tostring(type(res) == "table" and res.message or res))
+  local s = nyx.db.query([[SELECT count(*) AS calls,
+    (SELECT count(*) FROM thought_trees WHERE root_id = $1) AS nodes,
+    (SELECT count(*) FROM agents a JOIN thought_trees t ON t.id = a.thought_tree_id WHERE t.root_id = $1) AS agents
+    FROM llm_interactions i JOIN thought_trees t ON t.id = i.thought_tree_id WHERE t.root_id = $1]], root.id)[1]
+  print(("mode=tree B=%d D=%d delay_ms=%d max_agents=%d nodes=%d calls=%d agents=%d wall_s=%.3f cpu_s=%.3f cpu_us_per_call=%.0f rss_mb=%.1f"):format(
+    b, d, delay, max, s.nodes, s.calls, s.agents, wall, cpu, cpu * 1e6 / s.calls, core.maxrss() / 2^20))
+elseif mode == "suspended" then
+  local n = math.tointeger(tonumber(arg[2])) or 10000
+  nyx.config.set("max_concurrent_agents", n)
+  local root = nyx.tree.create{ goal = "suspended agents" }
+  local ready, release = 0, nyx.limits.event()
+  local kb0, rss0
+  local o = nyx.runtime -- the strategy is inline: one orchestrator, n agents
+  package.preload["strategies.bench_suspended"] = function()
+    return { run = function(node, ctx)
+      nyx.db.flush()
+      collectgarbage(); collectgarbage()
+      kb0, rss0 = collectgarbage("count"), core.maxrss()
+      local hs = {}
+      for i = 1, n do
+        hs[i] = ctx:spawn{ type = "task", node = node, run = function(agent)
+          ready = ready + 1
+          release:wait()
+        end }
+      end
+      while ready < n do nyx.task.sleep(0.01) end
+      collectgarbage(); collectgarbage()
+      local kb1, rss1 = collectgarbage("count"), core.maxrss()
+      print(("mode=suspended agents=%d lua_bytes_each=%.0f rss_bytes_each=%.0f"):format(
+        n, (kb1 - kb0) * 1024 / n, (rss1 - rss0) / n))
+      release:set()
+      ctx:wait_all(hs)
+    end }
+  end
+  local ok, err = nyx.orchestrate(root, { strategy = "bench_suspended", max_concurrent_agents = n })
+  assert(ok, tostring(err))
+  local _ = o
+end
