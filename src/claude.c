@@ -12,10 +12,26 @@
 
 #define POOL_MAX 4096
 
-struct nyx_claude {
-    nyx_loop *loop;
+/* Transfers per multi handle. libcurl 7.88 walks every connection of a
+ * multi handle's cache when a transfer leaves it (curl_multi_remove_handle
+ * looks for connect-only connections) and every connection to the host
+ * when one starts (looking for an idle one): with 1,000 calls in flight on
+ * 1,000 connections, that was a million steps per thousand calls. Calls
+ * are spread over as many multi handles as needed, each with its own
+ * connections, so each walk stays this short. */
+#define SHARD_CALLS 32
+
+typedef struct shard {
+    nyx_claude *client;
     CURLM *multi;
     nyx_timer *timer;
+    int running; /* transfers added to it */
+} shard;
+
+struct nyx_claude {
+    nyx_loop *loop;
+    shard **shards;
+    int nshards;
     char url[1024];
     char key_header[512];       /* "x-api-key: ..." */
     struct curl_slist *headers; /* the same for every call without a beta */
@@ -28,50 +44,83 @@ struct nyx_claude {
 const char *nyx_claude_url(const nyx_claude *c) { return c->url; }
 int nyx_claude_in_flight(const nyx_claude *c) { return c->in_flight; }
 
-static void check_done(nyx_claude *c);
+static void check_done(shard *sh);
 
 /* ---- the loop drives curl --------------------------------------------- */
 
 static void on_socket_event(nyx_loop *loop, int fd, unsigned events, void *arg)
 {
-    nyx_claude *c = arg;
+    shard *sh = arg;
     int flags = (events & NYX_READ ? CURL_CSELECT_IN : 0) |
                 (events & NYX_WRITE ? CURL_CSELECT_OUT : 0) |
                 (events & NYX_ERROR ? CURL_CSELECT_ERR : 0);
     int running;
-    curl_multi_socket_action(c->multi, fd, flags, &running);
-    check_done(c);
+    curl_multi_socket_action(sh->multi, fd, flags, &running);
+    check_done(sh);
 }
 
 static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp,
                      void *socketp)
 {
-    nyx_claude *c = userp;
+    shard *sh = userp;
     unsigned events = what == CURL_POLL_IN      ? NYX_READ
                       : what == CURL_POLL_OUT   ? NYX_WRITE
                       : what == CURL_POLL_INOUT ? NYX_READ | NYX_WRITE
                                                 : 0;
-    nyx_loop_watch(c->loop, s, events, on_socket_event, c);
+    nyx_loop_watch(sh->client->loop, s, events, on_socket_event, sh);
     return 0;
 }
 
 static void on_timer(nyx_loop *loop, void *arg)
 {
-    nyx_claude *c = arg;
-    c->timer = NULL;
+    shard *sh = arg;
+    sh->timer = NULL;
     int running;
-    curl_multi_socket_action(c->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    check_done(c);
+    curl_multi_socket_action(sh->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(sh);
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-    nyx_claude *c = userp;
-    nyx_timer_stop(c->loop, c->timer);
-    c->timer = timeout_ms < 0
-                   ? NULL
-                   : nyx_timer_start(c->loop, (double)timeout_ms, on_timer, c);
+    shard *sh = userp;
+    nyx_loop *loop = sh->client->loop;
+    nyx_timer_stop(loop, sh->timer);
+    sh->timer = timeout_ms < 0
+                    ? NULL
+                    : nyx_timer_start(loop, (double)timeout_ms, on_timer, sh);
     return 0;
+}
+
+static shard *new_shard(nyx_claude *c)
+{
+    shard **v = realloc(c->shards, sizeof *v * (size_t)(c->nshards + 1));
+    if (!v)
+        return NULL;
+    c->shards = v;
+    shard *sh = calloc(1, sizeof *sh);
+    if (!sh || !(sh->multi = curl_multi_init())) {
+        free(sh);
+        return NULL;
+    }
+    sh->client = c;
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(sh->multi, CURLMOPT_SOCKETDATA, sh);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(sh->multi, CURLMOPT_TIMERDATA, sh);
+    /* keep every connection of a large fan-out alive for the next calls */
+    curl_multi_setopt(sh->multi, CURLMOPT_MAXCONNECTS, 4096L);
+    curl_multi_setopt(sh->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    return c->shards[c->nshards++] = sh;
+}
+
+/* The first multi handle with room: the busy ones first, so that the
+ * connections they keep are the ones reused. */
+static shard *pick_shard(nyx_claude *c)
+{
+    for (int i = 0; i < c->nshards; i++)
+        if (c->shards[i]->running < SHARD_CALLS)
+            return c->shards[i];
+    return new_shard(c);
 }
 
 nyx_claude *nyx_claude_new(nyx_loop *loop, const char *base_url,
@@ -101,19 +150,12 @@ nyx_claude *nyx_claude_new(nyx_loop *loop, const char *base_url,
         free(c);
         return NULL;
     }
-    c->multi = curl_multi_init();
-    if (!c->multi) {
+    if (!new_shard(c)) {
         nyx_errf(err, "cannot create a libcurl multi handle");
+        free(c->shards);
         free(c);
         return NULL;
     }
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-    curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
-    /* keep every connection of a large fan-out alive for the next calls */
-    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS, 4096L);
-    curl_multi_setopt(c->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
     return c;
 }
 
@@ -121,10 +163,14 @@ void nyx_claude_free(nyx_claude *c)
 {
     if (!c)
         return;
-    nyx_timer_stop(c->loop, c->timer);
     while (c->npool)
         curl_easy_cleanup(c->pool[--c->npool]);
-    curl_multi_cleanup(c->multi);
+    for (int i = 0; i < c->nshards; i++) {
+        nyx_timer_stop(c->loop, c->shards[i]->timer);
+        curl_multi_cleanup(c->shards[i]->multi);
+        free(c->shards[i]);
+    }
+    free(c->shards);
     curl_slist_free_all(c->headers);
     /* the key leaves memory with the client */
     memset(c->key_header, 0, sizeof c->key_header);
@@ -327,6 +373,14 @@ static int setup_easy(nyx_claude *c, nyx_claude_call *call, nyx_err *err)
     return 0;
 }
 
+static void remove_easy(nyx_claude_call *call)
+{
+    shard *sh = call->shard;
+    curl_multi_remove_handle(sh->multi, call->easy);
+    sh->running--;
+    call->shard = NULL;
+}
+
 static int begin_attempt(nyx_claude_call *call)
 {
     call->response.len = 0;
@@ -337,9 +391,12 @@ static int begin_attempt(nyx_claude_call *call)
     nyx_sse_free(&call->sse);
     memset(&call->sse, 0, sizeof call->sse);
     call->attempt_started_ms = nyx_now_ms();
-    return curl_multi_add_handle(call->client->multi, call->easy) == CURLM_OK
-               ? 0
-               : -1;
+    shard *sh = pick_shard(call->client);
+    if (!sh || curl_multi_add_handle(sh->multi, call->easy) != CURLM_OK)
+        return -1;
+    call->shard = sh;
+    sh->running++;
+    return 0;
 }
 
 int nyx_claude_start(nyx_claude *c, nyx_claude_call *call, nyx_err *err)
@@ -406,7 +463,7 @@ static void attempt_done(nyx_claude *c, nyx_claude_call *call, CURLcode rc)
 {
     long status = 0;
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(c->multi, call->easy);
+    remove_easy(call);
     if (call->headers.len)
         nyx_buf_add(&call->headers, "}", 1);
     nyx_claude_attempt *a = &call->attempts[call->nattempts++];
@@ -441,17 +498,17 @@ static void attempt_done(nyx_claude *c, nyx_claude_call *call, CURLcode rc)
     call->on_done(call);
 }
 
-static void check_done(nyx_claude *c)
+static void check_done(shard *sh)
 {
     CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(c->multi, &left))) {
+    while ((m = curl_multi_info_read(sh->multi, &left))) {
         if (m->msg != CURLMSG_DONE)
             continue;
         nyx_claude_call *call = NULL;
         curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&call);
         if (call)
-            attempt_done(c, call, m->data.result);
+            attempt_done(sh->client, call, m->data.result);
     }
 }
 
@@ -480,7 +537,7 @@ void nyx_claude_cancel(nyx_claude_call *call)
         if (call->retry_timer)
             nyx_timer_stop(c->loop, call->retry_timer);
         else
-            curl_multi_remove_handle(c->multi, call->easy);
+            remove_easy(call);
         call->retry_timer = NULL;
         call->active = 0;
         c->in_flight--;

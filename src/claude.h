@@ -51,6 +51,7 @@ struct nyx_claude_call {
 
     /* private */
     nyx_claude *client;
+    void *shard; /* the multi handle the attempt is on */
     void *easy;
     struct curl_slist *slist;
     nyx_timer *retry_timer;
