@@ -24,11 +24,26 @@ typedef struct counter {
     long n;
 } counter;
 
+#define FAKE_THREADS 2 /* MHD's polling threads */
+
+/* A suspended connection and when to resume it. */
+typedef struct wake {
+    double due; /* ms, monotonic */
+    struct MHD_Connection *conn;
+} wake;
+
 struct nyx_fake {
     struct MHD_Daemon *d;
     nyx_fake_opts o;
     int port;
-    volatile int stopping;
+    /* delays suspend their connection and the waker resumes it when due:
+     * a thousand slow answers cost no thread each */
+    pthread_t waker;
+    pthread_mutex_t wmu;
+    pthread_cond_t wcond;
+    wake *wakes; /* a min-heap on due */
+    size_t nwakes, wcap;
+    int waker_started, quit;
     pthread_mutex_t mu;
     long requests, in_flight, peak, streams, cache_reads, cache_writes;
     long by_status[600];
@@ -70,6 +85,8 @@ typedef struct reply {
     size_t nbounds, next_bound;
     size_t cut; /* end here with an error (drop), 0: no */
     long chunk_delay_ms;
+    size_t waited; /* the boundary already waited for, plus one */
+    struct MHD_Connection *conn;
     unsigned long serial;
     nyx_fake *f;
 } reply;
@@ -83,16 +100,95 @@ static uint64_t fnv(uint64_t h, const char *s, size_t n)
     return h;
 }
 
-static void sleep_ms(nyx_fake *f, long ms)
+static void wake_swap(wake *h, size_t i, size_t j)
 {
-    double until = nyx_now_ms() + (double)ms;
-    while (!f->stopping) {
-        double left = until - nyx_now_ms();
-        if (left <= 0)
-            break;
-        struct timespec ts = {0, (long)((left < 20 ? left : 20) * 1e6)};
-        nanosleep(&ts, NULL);
+    wake t = h[i];
+    h[i] = h[j];
+    h[j] = t;
+}
+
+static void wake_push(nyx_fake *f, wake w)
+{
+    size_t i = f->nwakes++;
+    f->wakes[i] = w;
+    while (i > 0 && f->wakes[(i - 1) / 2].due > f->wakes[i].due) {
+        wake_swap(f->wakes, i, (i - 1) / 2);
+        i = (i - 1) / 2;
     }
+}
+
+static wake wake_pop(nyx_fake *f)
+{
+    wake top = f->wakes[0];
+    f->wakes[0] = f->wakes[--f->nwakes];
+    for (size_t i = 0;;) {
+        size_t c = 2 * i + 1;
+        if (c >= f->nwakes)
+            break;
+        if (c + 1 < f->nwakes && f->wakes[c + 1].due < f->wakes[c].due)
+            c++;
+        if (f->wakes[c].due >= f->wakes[i].due)
+            break;
+        wake_swap(f->wakes, i, c);
+        i = c;
+    }
+    return top;
+}
+
+/* Resumes each connection when it is due; all of them when quitting. */
+static void *waker_main(void *arg)
+{
+    nyx_fake *f = arg;
+    pthread_mutex_lock(&f->wmu);
+    for (;;) {
+        double now = nyx_now_ms();
+        if (f->nwakes && (f->quit || f->wakes[0].due <= now)) {
+            wake w = wake_pop(f);
+            pthread_mutex_unlock(&f->wmu);
+            MHD_resume_connection(w.conn);
+            pthread_mutex_lock(&f->wmu);
+        } else if (f->quit) {
+            break;
+        } else if (!f->nwakes) {
+            pthread_cond_wait(&f->wcond, &f->wmu);
+        } else {
+            double due = f->wakes[0].due - now;
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            long long ns = ts.tv_nsec + (long long)(due * 1e6);
+            ts.tv_sec += (time_t)(ns / 1000000000);
+            ts.tv_nsec = (long)(ns % 1000000000);
+            pthread_cond_timedwait(&f->wcond, &f->wmu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&f->wmu);
+    return NULL;
+}
+
+/* Suspends conn for ms; MHD calls back (the access handler, or the
+ * content reader) once it is resumed. Only from those callbacks. Returns
+ * 0 when it did not wait (the server is stopping, or out of memory). */
+static int defer(nyx_fake *f, struct MHD_Connection *conn, long ms)
+{
+    int ok = 0;
+    pthread_mutex_lock(&f->wmu);
+    if (!f->quit && f->nwakes == f->wcap) {
+        size_t cap = f->wcap ? f->wcap * 2 : 256;
+        wake *v = realloc(f->wakes, cap * sizeof *v);
+        if (v) {
+            f->wakes = v;
+            f->wcap = cap;
+        }
+    }
+    if (!f->quit && f->nwakes < f->wcap) {
+        MHD_suspend_connection(conn);
+        wake w = {nyx_now_ms() + (double)ms, conn};
+        wake_push(f, w);
+        pthread_cond_signal(&f->wcond);
+        ok = 1;
+    }
+    pthread_mutex_unlock(&f->wmu);
+    return ok;
 }
 
 /* ---- reading the request ------------------------------------------------ */
@@ -798,19 +894,20 @@ static int still_failing(nyx_fake *f, const analysis *a)
     return fail;
 }
 
-static void messages(nyx_fake *f, reply *r, struct MHD_Connection *conn,
+/* Fills r; returns how long to wait before sending it (ms). */
+static long messages(nyx_fake *f, reply *r, struct MHD_Connection *conn,
                      const nyx_buf *body, analysis *a)
 {
     if (!MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-api-key")) {
         error_body(r, 401, "authentication_error",
                    "x-api-key header is required");
-        return;
+        return 0;
     }
     if (!MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                      "anthropic-version")) {
         error_body(r, 400, "invalid_request_error",
                    "anthropic-version: header is required");
-        return;
+        return 0;
     }
     nyx_err err;
     nyx_json_doc *doc =
@@ -819,7 +916,7 @@ static void messages(nyx_fake *f, reply *r, struct MHD_Connection *conn,
     if (bad) {
         error_body(r, 400, "invalid_request_error", bad);
         nyx_json_free(doc);
-        return;
+        return 0;
     }
     /* with times=N, the marker's faults hold for its first N requests */
     if (a->marker[0] && !still_failing(f, a)) {
@@ -828,8 +925,6 @@ static void messages(nyx_fake *f, reply *r, struct MHD_Connection *conn,
         a->delay_ms = 0;
     }
     long delay = a->delay_ms ? a->delay_ms : f->o.delay_ms;
-    if (delay > 0)
-        sleep_ms(f, delay);
     if (a->status) {
         error_body(r, a->status, error_type(a->status),
                    error_message(a->status));
@@ -857,6 +952,7 @@ static void messages(nyx_fake *f, reply *r, struct MHD_Connection *conn,
     }
     a->root = NULL;
     nyx_json_free(doc);
+    return delay;
 }
 
 /* ---- HTTP ------------------------------------------------------------------
@@ -864,6 +960,9 @@ static void messages(nyx_fake *f, reply *r, struct MHD_Connection *conn,
 
 typedef struct request {
     nyx_buf body;
+    /* the answer, made before its delay and sent after it */
+    struct MHD_Response *resp;
+    int status, counted, streamed;
 } request;
 
 static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
@@ -879,8 +978,11 @@ static ssize_t read_body(void *cls, uint64_t pos, char *buf, size_t max)
     size_t until = r->next_bound < r->nbounds ? r->bounds[r->next_bound] : end;
     if (until > end)
         until = end;
-    if (r->chunk_delay_ms && r->nbounds)
-        sleep_ms(r->f, r->chunk_delay_ms);
+    if (r->chunk_delay_ms && r->nbounds && r->waited != r->next_bound + 1) {
+        r->waited = r->next_bound + 1;
+        if (defer(r->f, r->conn, r->chunk_delay_ms))
+            return 0; /* called again once resumed */
+    }
     size_t n = until - (size_t)pos;
     if (n > max)
         n = max;
@@ -961,6 +1063,27 @@ void nyx_fake_reset(nyx_fake *f)
     pthread_mutex_unlock(&f->mu);
 }
 
+/* Counts the answer (once its delay is over, as a client sees it) and
+ * queues it. */
+static enum MHD_Result send_answer(nyx_fake *f, struct MHD_Connection *conn,
+                                   request *req)
+{
+    pthread_mutex_lock(&f->mu);
+    if (req->counted) {
+        f->requests++;
+        f->streams += req->streamed;
+        if (req->status > 0 && req->status < 600)
+            f->by_status[req->status]++;
+    }
+    pthread_mutex_unlock(&f->mu);
+    enum MHD_Result ok =
+        MHD_queue_response(conn, (unsigned)req->status, req->resp);
+    MHD_destroy_response(req->resp);
+    req->resp = NULL;
+    req->counted = 0;
+    return ok;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
                               const char *url, const char *method,
                               const char *version, const char *upload,
@@ -985,6 +1108,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
         *upload_size = 0;
         return MHD_YES;
     }
+    if (req->resp) /* resumed after its delay */
+        return send_answer(f, conn, req);
     reply *r = calloc(1, sizeof *r);
     analysis *a = calloc(1, sizeof *a);
     if (!r || !a) {
@@ -994,6 +1119,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     }
     r->f = f;
     r->a = a;
+    r->conn = conn;
     a->should_retry = -1;
     r->content_type = "application/json";
     pthread_mutex_lock(&f->mu);
@@ -1002,8 +1128,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     snprintf(r->request_id, sizeof r->request_id, "req_fake%08x%012lu",
              f->o.seed, r->serial);
     int counted = 1;
+    long delay = 0;
     if (!strcmp(url, "/v1/messages") && !strcmp(method, "POST")) {
-        messages(f, r, conn, &req->body, a);
+        delay = messages(f, r, conn, &req->body, a);
     } else if (!strcmp(url, "/_fake/stats")) {
         r->status = 200;
         nyx_fake_stats(f, &r->body);
@@ -1016,37 +1143,29 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn,
     } else {
         error_body(r, 404, "not_found_error", "Not found");
     }
-    pthread_mutex_lock(&f->mu);
-    if (counted) {
-        f->requests++;
-        f->streams += a->stream && r->status == 200;
-        if (r->status > 0 && r->status < 600)
-            f->by_status[r->status]++;
-    }
-    pthread_mutex_unlock(&f->mu);
-    int status = r->status;
+    req->status = r->status;
+    req->counted = counted;
+    req->streamed = a->stream && r->status == 200;
     int by_callback = a->stream || r->cut || r->chunk_delay_ms;
-    struct MHD_Response *resp =
-        by_callback
-            ? MHD_create_response_from_callback(a->stream ? MHD_SIZE_UNKNOWN
-                                                          : r->body.len,
-                                                4096, read_body, r, free_reply)
-            : MHD_create_response_from_buffer(r->body.len,
-                                              r->body.data ? r->body.data : "",
-                                              MHD_RESPMEM_MUST_COPY);
-    if (!resp) {
+    req->resp = by_callback ? MHD_create_response_from_callback(
+                                  a->stream ? MHD_SIZE_UNKNOWN : r->body.len,
+                                  4096, read_body, r, free_reply)
+                            : MHD_create_response_from_buffer(
+                                  r->body.len, r->body.data ? r->body.data : "",
+                                  MHD_RESPMEM_MUST_COPY);
+    if (!req->resp) {
         free_reply(r);
         free(a);
         return MHD_NO;
     }
-    add_headers(resp, r, a);
+    add_headers(req->resp, r, a);
     free(a);
     r->a = NULL;
     if (!by_callback) /* the buffer was copied */
         free_reply(r);
-    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ok;
+    if (delay > 0 && defer(f, conn, delay))
+        return MHD_YES; /* back here once resumed */
+    return send_answer(f, conn, req);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -1056,6 +1175,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request *req = *con_cls;
     if (!req)
         return;
+    if (req->resp)
+        MHD_destroy_response(req->resp);
     nyx_buf_free(&req->body);
     free(req);
     *con_cls = NULL;
@@ -1063,6 +1184,8 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     f->in_flight--;
     pthread_mutex_unlock(&f->mu);
 }
+
+static void free_fake(nyx_fake *f);
 
 void nyx_fake_defaults(nyx_fake_opts *o)
 {
@@ -1128,6 +1251,12 @@ nyx_fake *nyx_fake_start(const nyx_fake_opts *o, nyx_err *err)
     }
     f->o = *o;
     pthread_mutex_init(&f->mu, NULL);
+    pthread_mutex_init(&f->wmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&f->wcond, &ca);
+    pthread_condattr_destroy(&ca);
     struct sockaddr_in sa = {0};
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)o->port);
@@ -1136,17 +1265,24 @@ nyx_fake *nyx_fake_start(const nyx_fake_opts *o, nyx_err *err)
         free(f);
         return NULL;
     }
+    if (pthread_create(&f->waker, NULL, waker_main, f) != 0) {
+        nyx_errf(err, "fake Claude: cannot start a thread");
+        free_fake(f);
+        return NULL;
+    }
+    f->waker_started = 1;
+    /* a few threads polling every connection (epoll), not a thread per
+     * connection: a slow answer is a suspended connection, not a thread */
     f->d = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-            MHD_USE_POLL,
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME,
         (uint16_t)o->port, NULL, NULL, handle, f, MHD_OPTION_SOCK_ADDR, &sa,
         MHD_OPTION_NOTIFY_COMPLETED, completed, f, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)20000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024),
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)FAKE_THREADS,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
     if (!f->d) {
         nyx_errf(err, "fake Claude: cannot listen on %s:%d", o->host, o->port);
-        free(f);
+        free_fake(f);
         return NULL;
     }
     const union MHD_DaemonInfo *info =
@@ -1157,14 +1293,31 @@ nyx_fake *nyx_fake_start(const nyx_fake_opts *o, nyx_err *err)
 
 int nyx_fake_port(const nyx_fake *f) { return f->port; }
 
+/* Stops the waker (resuming every suspended connection: MHD must have
+ * none at stop) and frees what the server holds. */
+static void free_fake(nyx_fake *f)
+{
+    if (f->waker_started) {
+        pthread_mutex_lock(&f->wmu);
+        f->quit = 1;
+        pthread_cond_signal(&f->wcond);
+        pthread_mutex_unlock(&f->wmu);
+        pthread_join(f->waker, NULL);
+    }
+    if (f->d)
+        MHD_stop_daemon(f->d);
+    pthread_cond_destroy(&f->wcond);
+    pthread_mutex_destroy(&f->wmu);
+    pthread_mutex_destroy(&f->mu);
+    free(f->wakes);
+    free(f->cache);
+    free(f->counters);
+    free(f);
+}
+
 void nyx_fake_stop(nyx_fake *f)
 {
     if (!f)
         return;
-    f->stopping = 1;
-    MHD_stop_daemon(f->d);
-    pthread_mutex_destroy(&f->mu);
-    free(f->cache);
-    free(f->counters);
-    free(f);
+    free_fake(f);
 }
