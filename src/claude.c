@@ -333,7 +333,7 @@ static CURL *new_easy(nyx_claude *c)
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     /* answers are small JSON or a trickle of events: a thousand calls in
      * flight should not each hold libcurl's default 16 KiB and 64 KiB */
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 8192L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
     return e;
 }
