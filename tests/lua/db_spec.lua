@@ -186,6 +186,65 @@ describe("nyx.db.log", function()
     assert.are.equal(0, count("bad-first")) -- a caller's rows go in together or not at all
   end)
 
+  it("writes every kind of value exactly, and keeps the columns' limits", function()
+    local odd = { 'say "hi"', "back\\slash", "{braces},commas", "NULL", "", "  spaced  ", "é ✓\nline" }
+    local hs = {}
+    for i, class in ipairs(odd) do
+      hs[i] = nyx.task.spawn(function()
+        return nyx.db.log{ { table = "agents", columns = { "thought_tree_id", "agent_type", "agent_class", "status",
+          "max_recursion_depth", "context", "state" },
+          values = { root.id, "task", class, "active", i, { quote = '"', list = { 1, 2.5, true } },
+                     nyx.core.json_raw('{"raw": "json \\" text"}') } } }
+      end)
+    end
+    hs[#hs + 1] = nyx.task.spawn(function()
+      return nyx.db.log{ { table = "agents", columns = { "thought_tree_id", "agent_type", "agent_class", "status", "context" },
+        values = { root.id, "task", "nulls", "active", nyx.json.null } } }
+    end)
+    for _, r in ipairs(nyx.task.wait_all(hs)) do assert.is_true(r.ok, tostring(r.error)) end
+    for i, class in ipairs(odd) do
+      local got = nyx.db.query("SELECT max_recursion_depth AS d, context, state FROM agents WHERE agent_class = $1", class)
+      assert.are.equal(1, #got)
+      assert.are.equal(i, got[1].d)
+      assert.are.same({ quote = '"', list = { 1, 2.5, true } }, got[1].context)
+      assert.are.same({ raw = 'json " text' }, got[1].state)
+    end
+    local nulls = nyx.db.query("SELECT context IS NULL AS n FROM agents WHERE agent_class = 'nulls'")
+    assert.is_true(nulls[1].n)
+    local ok, err = pcall(nyx.db.log, { { table = "agents", columns = COLS, values = { root.id, "task", ("x"):rep(101), "active" } } })
+    assert.is_false(ok)
+    assert.are.equal("log", err.type)
+    assert.matches("too long", err.message)
+  end)
+
+  it("updates rows, folding an update into an insert of the same batch, and need not wait", function()
+    local id = nyx.uuid()
+    local cols = { "id", "thought_tree_id", "agent_type", "agent_class", "status" }
+    -- all queued in one turn: one batch, where the insert and both updates fold
+    assert.is_true(nyx.db.log({ { table = "agents", columns = cols, values = { id, root.id, "task", "folded", "spawned" } } }, { wait = false }))
+    nyx.db.log({ { table = "agents", update = true, columns = { "id", "status", "state" }, values = { id, "active", { step = 1 } } } }, { wait = false })
+    local h = nyx.task.spawn(function()
+      return nyx.db.log({ { table = "agents", update = true, columns = { "id", "completed_at" }, values = { id, "2026-01-02T03:04:05Z" } } })
+    end)
+    assert.is_true(select(2, h:wait()))
+    local r = nyx.db.query("SELECT status, state, completed_at FROM agents WHERE id = $1", id)[1]
+    assert.are.same({ "active", { step = 1 } }, { r.status, r.state })
+    assert.matches("^2026%-01%-02", r.completed_at)
+    -- an update of a committed row, then a flush
+    nyx.db.log({ { table = "agents", update = true, columns = { "id", "status", "completed_at" }, values = { id, "completed" } } }, { wait = false })
+    nyx.db.flush()
+    r = nyx.db.query("SELECT status, completed_at FROM agents WHERE id = $1", id)[1]
+    assert.are.equal("completed", r.status)
+    assert.is_nil(r.completed_at) -- a hole sets NULL
+    -- a failing row nobody waits for: one line, and nyx goes on
+    local res = H.nyx({ "-e", ([[nyx.db.connect(%q)
+      nyx.db.log({ { table = "agents", update = true, columns = { "id", "status" }, values = { %q, "bogus" } } }, { wait = false })
+      print("went on")]]):format(H.url_for(dbname), id) }, { env = { NYX_OFFLINE = "1" } })
+    assert.are.equal(0, res.code, res.err)
+    assert.are.equal("went on\n", res.out)
+    assert.matches("nyx: log rows were not written: .*agents_status_check", res.err)
+  end)
+
   it("works outside a task too, and refuses empty rows", function()
     local ok = nyx.task.spawn(function() return true end) -- keep the scheduler honest
     assert.is_true(nyx.db.log{ row(root.id, "direct") })
