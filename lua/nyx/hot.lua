@@ -41,9 +41,12 @@ end
 function M.require(name, check, interval)
   local k, now = known[name], core.now()
   if k and now - k.checked < (interval or M.interval) then return k.module, k.version end
-  local path = package.searchpath(name, package.path)
+  -- a known file is only looked at (one stat); the search path is walked
+  -- again when it is gone
+  local mtime = k and k.path and core.mtime(k.path)
+  local path = mtime and k.path or package.searchpath(name, package.path)
   if not k then
-    local mtime = path and core.mtime(path)
+    mtime = path and core.mtime(path)
     local mod = require(name)
     if check then
       local good, why = check(mod)
@@ -53,7 +56,7 @@ function M.require(name, check, interval)
     return mod, known[name].version
   end
   k.checked = now
-  local mtime = path and core.mtime(path)
+  mtime = mtime or (path and core.mtime(path))
   if path == k.path and mtime == k.mtime then return k.module, k.version end
   k.path, k.mtime = path, mtime
   local mod, err = nil, "its file is gone"
