@@ -383,48 +383,75 @@ double nyx_json_num(const nyx_json *obj, const char *key, double def)
     return v && v->type == NYX_JNUM ? v->num : def;
 }
 
+/* Makes room for extra more bytes (and the terminating NUL). */
+static int reserve(nyx_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+/* Bytes a JSON string cannot hold as they are. */
+static const unsigned char ESCAPE[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,         1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1 /* " */, ['\\'] = 1};
+
 int nyx_json_quote(nyx_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    if (nyx_buf_add(b, "\"", 1) < 0)
+    if (reserve(b, len + 2) < 0)
         return -1;
-    size_t run = 0; /* bytes that need no escape, added in one go */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            run++;
-            continue;
-        }
-        if (nyx_buf_add(b, s + i - run, run) < 0)
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    char *d = b->data + b->len;
+    *d++ = '"';
+    for (;;) {
+        const unsigned char *q = p; /* a run that needs no escape */
+        while (q < end && !ESCAPE[*q])
+            q++;
+        memcpy(d, p, (size_t)(q - p));
+        d += q - p;
+        p = q;
+        if (p == end)
+            break;
+        b->len = (size_t)(d - b->data);
+        if (reserve(b, (size_t)(end - p) + 6 + 1) < 0)
             return -1;
-        run = 0;
-        char esc[7] = {'\\', (char)c, 0};
-        size_t n = 2;
+        d = b->data + b->len;
+        unsigned char c = *p++;
+        *d++ = '\\';
         switch (c) {
         case '\n':
-            esc[1] = 'n';
+            *d++ = 'n';
             break;
         case '\r':
-            esc[1] = 'r';
+            *d++ = 'r';
             break;
         case '\t':
-            esc[1] = 't';
+            *d++ = 't';
             break;
         case '"':
         case '\\':
+            *d++ = (char)c;
             break;
         default:
-            memcpy(esc, "\\u00", 4);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
+            memcpy(d, "u00", 3);
+            d[3] = hex[c >> 4];
+            d[4] = hex[c & 15];
+            d += 5;
         }
-        if (nyx_buf_add(b, esc, n) < 0)
-            return -1;
     }
-    if (nyx_buf_add(b, s + len - run, run) < 0)
-        return -1;
-    return nyx_buf_add(b, "\"", 1);
+    *d++ = '"';
+    b->len = (size_t)(d - b->data);
+    b->data[b->len] = '\0';
+    return 0;
 }
 
 int nyx_json_canon(nyx_buf *b, const nyx_json *v, const char *skip)

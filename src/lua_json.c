@@ -170,6 +170,53 @@ void nyx_json_encode(lua_State *L, int idx)
     lua_remove(L, -2);
 }
 
+/* Log rows as JSON for json_populate_recordset: the array at cols names
+ * the columns, the array at rows holds arrays of values (holes for NULL,
+ * left out of the object). Pushes [{"col": value, ...}, ...]. */
+void nyx_json_rows(lua_State *L, int cols, int rows)
+{
+    cols = lua_absindex(L, cols);
+    rows = lua_absindex(L, rows);
+    luaL_checkstack(L, 8, "json rows");
+    nyx_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    nyx_gc_metatable(L, "nyx.json.buf", buf_gc);
+    luaL_setmetatable(L, "nyx.json.buf");
+    lua_Integer ncol = (lua_Integer)lua_rawlen(L, cols);
+    int ok = nyx_buf_add(b, "[", 1);
+    for (lua_Integer r = 1; ok == 0 && lua_rawgeti(L, rows, r) == LUA_TTABLE;
+         r++) {
+        int row = lua_gettop(L), first = 1;
+        ok = nyx_buf_add(b, r > 1 ? ",{" : "{", r > 1 ? 2 : 1);
+        for (lua_Integer c = 1; ok == 0 && c <= ncol; c++) {
+            if (lua_rawgeti(L, row, c) == LUA_TNIL) {
+                lua_pop(L, 1);
+                continue;
+            }
+            size_t len;
+            lua_rawgeti(L, cols, c);
+            const char *name = lua_tolstring(L, -1, &len);
+            ok = (first ? 0 : nyx_buf_add(b, ",", 1)) |
+                 nyx_json_quote(b, name ? name : "", name ? len : 0) |
+                 nyx_buf_add(b, ":", 1);
+            lua_pop(L, 1);
+            if (ok == 0)
+                ok = encode(L, lua_gettop(L), b, 1);
+            lua_pop(L, 1);
+            first = 0;
+        }
+        if (ok == 0)
+            ok = nyx_buf_add(b, "}", 1);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* the nil after the last row */
+    if (ok != 0 || nyx_buf_add(b, "]", 1) < 0)
+        luaL_error(L, "out of memory");
+    lua_pushlstring(L, b->data, b->len);
+    nyx_buf_free(b);
+    lua_remove(L, -2);
+}
+
 /* ---- decoding ------------------------------------------------------------ */
 
 typedef struct dec {

@@ -15,6 +15,10 @@
  * hold (functions, NaN, cycles). An empty table is {}. stack: +1 */
 void nyx_json_encode(lua_State *L, int idx);
 
+/* Pushes the rows at index rows (arrays of values, holes for NULL) as a
+ * JSON array of objects keyed by the names at index cols. stack: +1 */
+void nyx_json_rows(lua_State *L, int cols, int rows);
+
 /* Pushes the value of the JSON text and returns 1, or pushes nil and a
  * message and returns 2. A JSON null becomes the value at stack index
  * null, or nil (absent) when null is 0. */

@@ -266,6 +266,16 @@ static int core_json_raw(lua_State *L)
     return 1;
 }
 
+/* json_rows(columns, rows): [{"column": value, ...}, ...] (nil values
+ * left out), how log rows reach json_populate_recordset. */
+static int core_json_rows(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    nyx_json_rows(L, 1, 2);
+    return 1;
+}
+
 /* json_encode(value): JSON text (integers exact, {} for an empty table). */
 static int core_json_encode(lua_State *L)
 {
@@ -325,6 +335,7 @@ int luaopen_nyx_core(lua_State *L)
                                      {"json_decode", core_json_decode},
                                      {"json_encode", core_json_encode},
                                      {"json_raw", core_json_raw},
+                                     {"json_rows", core_json_rows},
                                      {NULL, NULL}};
     luaL_newmetatable(L, NYX_JSON_RAW);
     lua_pop(L, 1);

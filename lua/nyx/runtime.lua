@@ -31,7 +31,10 @@ local AGENT_TYPE = { task = true, council = true, validator = true, memory = tru
 
 -- Live objects of this process, for steering, messages and Ctrl-C.
 local agents, orchestrators = {}, {}      -- id -> object
-local agent_of_task = setmetatable({}, { __mode = "k" }) -- task handle -> agent
+-- task handle -> agent, while the agent runs (a strong table, emptied as
+-- agents finish: as weak keys it would be an ephemeron table whose values
+-- lead to other keys, which the collector can only clear slowly)
+local agent_of_task = {}
 local node_budget = setmetatable({}, { __mode = "v" })   -- node id -> budget
 local stopping = nil                      -- "SIGINT"/"SIGTERM" once stopping
 local counters = { agents = 0, orchestrators = 0, refused = 0 }
@@ -386,6 +389,7 @@ local function spawn_agent(spec, orchestrator, parent, base)
   local h = setmetatable({ kind = "agent", id = a.id, agent = a }, Handle)
   h.task = task.spawn(function()
     h.outcome = agent_main(a, run, spec.input)
+    agent_of_task[h.task] = nil
   end)
   agent_of_task[h.task] = a
   a.handle = h
