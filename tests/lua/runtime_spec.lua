@@ -178,6 +178,46 @@ describe("the runtime", function()
     assert.is_nil(nyx.limits.depth(3, 3))
   end)
 
+  it("applies a max_concurrent_agents set by another process while agents run", function()
+    strategy("many", [[
+      local M = {}
+      function M.run(node, ctx)
+        local hs = {}
+        for i = 1, 60 do
+          hs[i] = ctx:spawn{ type = "task", node = node, run = function()
+            M.samples[#M.samples + 1] = { nyx.core.now(), nyx.runtime.stats().active }
+            nyx.task.sleep(0.3)
+          end }
+        end
+        ctx:wait_all(hs)
+      end
+      return M
+    ]])
+    nyx.config.set("max_concurrent_agents", 20)
+    local ttl = nyx.config.ttl
+    nyx.config.ttl = 0.3 -- how stale a setting may be (1 s by default)
+    local M = runtime.load_strategy("many")
+    M.samples = {}
+    local changed
+    local changer = nyx.task.spawn(function()
+      nyx.task.sleep(0.1)
+      local r = H.nyx({ "-e", 'nyx.config.set("max_concurrent_agents", 3)' }, { env = H.env_for(dbname) })
+      assert(r.code == 0, r.err)
+      changed = nyx.core.now()
+    end)
+    local ok, err = nyx.orchestrate("many agents", { strategy = "many", max_concurrent_agents = 100 })
+    changer:wait()
+    nyx.config.ttl = ttl
+    assert.is_true(ok, tostring(err))
+    local before, after = 0, 0
+    for _, smp in ipairs(M.samples) do
+      if smp[1] < changed then before = math.max(before, smp[2]) end
+      if smp[1] > changed + nyx.config.ttl + 0.2 then after = math.max(after, smp[2]); assert.is_true(smp[2] <= 3) end
+    end
+    assert.is_true(before > 3, "the first limit was not used: " .. before)
+    assert.is_true(after >= 1, "no agent started after the change")
+  end)
+
   it("completes a depth-6 tree of agents waiting for their children under max_concurrent_agents 2", function()
     strategy("chain", [[
       local M = {}
