@@ -45,6 +45,7 @@ elseif mode == "suspended" then
         end }
       end
       while ready < n do nyx.task.sleep(0.01) end
+      nyx.db.flush() -- their rows are written: what stays is the agents
       collectgarbage(); collectgarbage()
       local kb1, rss1 = collectgarbage("count"), core.maxrss()
       print(("mode=suspended agents=%d lua_bytes_each=%.0f rss_bytes_each=%.0f"):format(

@@ -354,6 +354,12 @@ local function agent_main(a, run, input)
   return { ok = false, error = result }
 end
 
+-- A task's function: no closure per agent (and no hold on its spec).
+local function agent_body(h, a, run, input)
+  h.outcome = agent_main(a, run, input)
+  agent_of_task[h.task] = nil
+end
+
 local function spawn_agent(spec, orchestrator, parent, base)
   if type(spec) ~= "table" then error("bad argument #1 to 'spawn' (expected a table {type =, class =, node =, ...})", 3) end
   local atype = spec.type or "task"
@@ -387,10 +393,7 @@ local function spawn_agent(spec, orchestrator, parent, base)
     a.id, node.id, atype, class, "spawned", parent and parent.id, now(), max_depth, a.depth, a.context, a.state,
   } } })
   local h = setmetatable({ kind = "agent", id = a.id, agent = a }, Handle)
-  h.task = task.spawn(function()
-    h.outcome = agent_main(a, run, spec.input)
-    agent_of_task[h.task] = nil
-  end)
+  h.task = task.spawn(agent_body, h, a, run, spec.input)
   agent_of_task[h.task] = a
   a.handle = h
   return h

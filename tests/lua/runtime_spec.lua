@@ -278,6 +278,32 @@ describe("the runtime", function()
                               WHERE t.root_id = $1 AND a.agent_class = 'answer' AND t.depth = 1]], o.node.id).n)
   end)
 
+  it("refuses an agent spawned past its parent agent's max_recursion_depth", function()
+    strategy("deep", [[
+      local M = {}
+      local function go(agent, d)
+        local ok, r = agent:spawn{ type = "task", goal = "level " .. (d + 1), run = function(a) return go(a, d + 1) end }:wait()
+        if ok then return r end
+        return { depth = d, error = r.type, message = r.message }
+      end
+      function M.run(node, ctx)
+        local ok, r = ctx:spawn{ type = "task", node = node, max_recursion_depth = 3,
+                                 run = function(a) return go(a, 0) end }:wait()
+        assert(ok, r)
+        return r
+      end
+      return M
+    ]])
+    local ok, r, o = nyx.orchestrate("too deep for its agent", { strategy = "deep" })
+    assert.is_true(ok, tostring(r))
+    assert.are.same({ depth = 3, error = "recursion_limit" }, { depth = r.depth, error = r.error })
+    assert.matches("the spawning agent's max_recursion_depth", r.message)
+    local row = one([[SELECT t.status, t.metadata->>'error' AS error FROM thought_trees t
+                      WHERE t.root_id = $1 AND t.depth = 4]], o.node.id)
+    assert.are.equal("failed", row.status)
+    assert.matches("depth 4 is deeper than the spawning agent's max_recursion_depth %(3%)", row.error)
+  end)
+
   it("records a failed leaf on its node and agent, and the parent decides", function()
     strategy("oneleaf", [[
       local M = {}
