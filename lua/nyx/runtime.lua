@@ -41,6 +41,20 @@ local counters = { agents = 0, orchestrators = 0, refused = 0 }
 
 local function log(rows) db.log(rows, NOWAIT) end
 
+-- Rows an operation produces go out together, in one nyx.db.log call:
+-- queue() them, and commit() before the operation ends or yields.
+local pending = {}
+local function queue(row) pending[#pending + 1] = row end
+local function commit(wait)
+  if pending[1] == nil then
+    if wait then db.flush() end
+    return
+  end
+  local rows = pending
+  pending = {}
+  db.log(rows, not wait and NOWAIT or nil)
+end
+
 local function setting(key, default)
   local v = config.values()[key]
   if v == nil then return default end
@@ -89,18 +103,18 @@ local function new_node(parent, goal, metadata, wait)
     id = id, parent_id = parent.id, root_id = parent.root_id, depth = parent.depth + 1,
     goal = goal, status = "pending", metadata = metadata or {}, created_at = ts, updated_at = ts,
   }, tree.Node)
-  db.log({ { table = "thought_trees", columns = NODE_COLUMNS,
-             values = { id, n.parent_id, n.root_id, n.depth, goal, "pending", n.metadata, ts, ts } } },
-         not wait and NOWAIT or nil)
+  queue{ table = "thought_trees", columns = NODE_COLUMNS,
+          values = { id, n.parent_id, n.root_id, n.depth, goal, "pending", n.metadata, ts, ts } }
+  if wait then commit(true) end
   node_budget[id] = node_budget[parent.id]
   return n
 end
 
-local function set_node_status(n, status, wait)
+local function set_node_status(n, status)
   n.status = status
   n.completed_at = TERMINAL[status] and now() or nil
-  db.log({ { table = "thought_trees", update = true, columns = NODE_STATUS,
-             values = { n.id, status, n.completed_at, n.metadata } } }, not wait and NOWAIT or nil)
+  queue{ table = "thought_trees", update = true, columns = NODE_STATUS,
+         values = { n.id, status, n.completed_at, n.metadata } }
 end
 
 -- A result as it can be kept in JSONB metadata.
@@ -201,13 +215,13 @@ local AGENT_COLUMNS = { "id", "thought_tree_id", "agent_type", "agent_class", "s
 local AGENT_STATUS = { "id", "status", "completed_at", "state" }
 local ORCH_ACTIVE = { "id", "current_active_agents" }
 
-local function write_agent(a, wait)
-  db.log({ { table = "agents", update = true, columns = AGENT_STATUS,
-             values = { a.id, a.status, a.completed_at, a.state } } }, not wait and NOWAIT or nil)
+local function write_agent(a)
+  queue{ table = "agents", update = true, columns = AGENT_STATUS,
+         values = { a.id, a.status, a.completed_at, a.state } }
 end
 
 local function write_active(o)
-  log({ { table = "orchestrators", update = true, columns = ORCH_ACTIVE, values = { o.id, o.active } } })
+  queue{ table = "orchestrators", update = true, columns = ORCH_ACTIVE, values = { o.id, o.active } }
 end
 
 -- Takes the agent's slots: its orchestrator's, then the process's; waits
@@ -244,8 +258,10 @@ local function waiting(fn, ...)
   local a = current_agent()
   if not (a and a.holding) then return fn(...) end
   give_slots(a)
+  commit()
   local r = table.pack(pcall(fn, ...))
   take_slots(a)
+  commit()
   if not r[1] then error(r[2], 0) end
   return table.unpack(r, 2, r.n)
 end
@@ -316,17 +332,20 @@ local function agent_main(a, run, input)
     write_agent(a)
     node.metadata.error = refusal
     if not node.owner or node.owner == a then set_node_status(node, "failed") end
+    commit()
     return { ok = false, error = core.error_object("recursion_limit", refusal, { depth = node.depth }) }
   end
   local ok, res = pcall(take_slots, a)
   if not ok then
     a.status, a.completed_at, a.state.error = "terminated", now(), message_of(res)
     write_agent(a)
+    commit()
     return { ok = false, error = res }
   end
   a.status = "active"
   write_agent(a)
   if node.owner == a and node.status ~= "in_progress" then set_node_status(node, "in_progress") end
+  commit()
   local okr, result = xpcall(run, traceback, a, input)
   give_slots(a)
   a.completed_at = now()
@@ -342,6 +361,7 @@ local function agent_main(a, run, input)
       node.metadata.result = storable(result)
       set_node_status(node, "completed")
     end
+    commit()
     return { ok = true, result = result }
   end
   a.status = stopping and "terminated" or "failed"
@@ -351,6 +371,7 @@ local function agent_main(a, run, input)
     node.metadata.error = message_of(result)
     set_node_status(node, stopping and "cancelled" or "failed")
   end
+  commit()
   return { ok = false, error = result }
 end
 
@@ -389,9 +410,10 @@ local function spawn_agent(spec, orchestrator, parent, base)
   if not node.owner then node.owner = a end
   agents[a.id] = a
   counters.agents = counters.agents + 1
-  log({ { table = "agents", columns = AGENT_COLUMNS, values = {
+  queue{ table = "agents", columns = AGENT_COLUMNS, values = {
     a.id, node.id, atype, class, "spawned", parent and parent.id, now(), max_depth, a.depth, a.context, a.state,
-  } } })
+  } }
+  commit()
   local h = setmetatable({ kind = "agent", id = a.id, agent = a }, Handle)
   h.task = task.spawn(agent_body, h, a, run, spec.input)
   agent_of_task[h.task] = a
@@ -415,6 +437,7 @@ end
 function Agent:set_state(fields)
   for k, v in pairs(fields) do self.state[k] = v end
   write_agent(self)
+  commit()
 end
 
 -- ---- messages ---------------------------------------------------------------
@@ -532,7 +555,9 @@ end
 --- ctx:child(goal [, metadata]): a new child node of the orchestrator's
 -- node (written with the next batch; its methods wait for that).
 function Ctx:child(goal, metadata)
-  return new_node(self.node, goal, metadata)
+  local n = new_node(self.node, goal, metadata)
+  commit()
+  return n
 end
 
 --- ctx:children(goals): new child nodes, one per goal (a string or
@@ -546,6 +571,7 @@ function Ctx:children(goals)
       out[i] = new_node(self.node, g)
     end
   end
+  commit()
   return out
 end
 
@@ -592,8 +618,9 @@ local function orch_main(o, strategy)
       set_node_status(node, stopping and "cancelled" or "failed")
     end
   end
-  log({ { table = "orchestrators", update = true, columns = ORCH_STATUS,
-          values = { o.id, o.status, o.completed_at, o.active, o.global_context } } })
+  queue{ table = "orchestrators", update = true, columns = ORCH_STATUS,
+         values = { o.id, o.status, o.completed_at, o.active, o.global_context } }
+  commit()
   if ok then return { ok = true, result = res } end
   return { ok = false, error = res }
 end
@@ -603,6 +630,7 @@ local function refused(node, why)
   counters.refused = counters.refused + 1
   node.metadata.error = why
   set_node_status(node, "failed")
+  commit()
   local h = setmetatable({ kind = "orchestrator", id = "refused",
     outcome = { ok = false, error = core.error_object("recursion_limit", why, { depth = node.depth }) } }, Handle)
   return h
@@ -631,9 +659,10 @@ function run_orchestrator(node, opts, parent)
   counters.orchestrators = counters.orchestrators + 1
   if not node.owner then node.owner = o end
   node.metadata.strategy = { name = name, version = version }
-  log({ { table = "orchestrators", columns = ORCH_COLUMNS, values = {
-    o.id, parent and parent.id, node.id, o.type, "active", now(), max, 0, o.global_context } } })
+  queue{ table = "orchestrators", columns = ORCH_COLUMNS, values = {
+    o.id, parent and parent.id, node.id, o.type, "active", now(), max, 0, o.global_context } }
   if node.owner == o then set_node_status(node, "in_progress") end
+  commit()
   local h = setmetatable({ kind = "orchestrator", id = o.id, orchestrator = o }, Handle)
   h.task = task.spawn(function() h.outcome = orch_main(o, strategy) end)
   return h
@@ -673,6 +702,7 @@ end
 -- cancelled, agents terminated, orchestrators paused. Returns counts.
 function M.stop(why)
   stopping = why or "stop"
+  commit()
   local n = { agents = 0, orchestrators = 0, nodes = 0 }
   local rows = {}
   local ts = now()
