@@ -350,9 +350,6 @@ local function agent_main(a, run, input)
   give_slots(a)
   a.completed_at = now()
   agents[a.id] = nil
-  if a.inbox then
-    for _, m in ipairs(a.inbox) do m.pending = nil end
-  end
   if okr then
     a.status = "completed"
     a.state.result = storable(result)
