@@ -30,7 +30,12 @@ goal = goal or "Plan a weekend hiking trip"
 nyx.runtime.trap_signals()
 local t0, cpu0 = nyx.core.now(), nyx.core.cpu()
 local root = nyx.tree.create{ goal = goal, metadata = { example = "plan" } }
-local ok, result = nyx.orchestrate(root, opts)
+local called, ok, result = pcall(nyx.orchestrate, root, opts)
+if not called then -- a bad option: say which, in one line
+  local msg = tostring(ok):match("^[^\n]*"):gsub("^.-:%d+: ", "")
+  io.stderr:write("plan.lua: ", msg, "\n")
+  os.exit(2)
+end
 local wall = nyx.core.now() - t0
 
 local s = nyx.db.query([[

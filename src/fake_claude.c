@@ -537,10 +537,28 @@ static void answer_text(const nyx_fake_opts *o, const analysis *a,
                          (unsigned long long)next_rand(&r));
             return;
         }
+        /* the subtasks name the goal's line ("Goal: ...") when there is
+         * one, so a tree reads like a plan */
+        const char *g = strstr(a->last_text, "Goal: ");
+        int glen = 0;
+        if (g) {
+            g += 6;
+            while (g[glen] && g[glen] != '\n' && glen < 80)
+                glen++;
+        }
         nyx_buf_addf(text, "{\"subtasks\": [");
-        for (int i = 1; i <= o->fractal_branching; i++)
-            nyx_buf_addf(text, "%s{\"goal\": \"part %d of %d at depth %d\"}",
-                         i > 1 ? ", " : "", i, o->fractal_branching, k + 1);
+        for (int i = 1; i <= o->fractal_branching; i++) {
+            char goal[160];
+            if (glen)
+                snprintf(goal, sizeof goal, "%.*s: step %d of %d", glen, g, i,
+                         o->fractal_branching);
+            else
+                snprintf(goal, sizeof goal, "part %d of %d at depth %d", i,
+                         o->fractal_branching, k + 1);
+            nyx_buf_addf(text, "%s{\"goal\": ", i > 1 ? ", " : "");
+            nyx_json_quote(text, goal, strlen(goal));
+            nyx_buf_addf(text, "}");
+        }
         nyx_buf_addf(text, "]}");
         return;
     }

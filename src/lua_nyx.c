@@ -331,6 +331,8 @@ static int core_uuid(lua_State *L)
     return 1;
 }
 
+static int core_embedded(lua_State *L);
+
 int luaopen_nyx_core(lua_State *L)
 {
 
@@ -347,6 +349,7 @@ int luaopen_nyx_core(lua_State *L)
                                      {"json_encode", core_json_encode},
                                      {"json_raw", core_json_raw},
                                      {"json_rows", core_json_rows},
+                                     {"embedded", core_embedded},
                                      {NULL, NULL}};
     luaL_newmetatable(L, NYX_JSON_RAW);
     lua_pop(L, 1);
@@ -364,6 +367,20 @@ int luaopen_nyx_core(lua_State *L)
 }
 
 /* ---- finding modules ------------------------------------------------- */
+
+/* embedded(name): whether module name (lua/NAME.lua) is compiled in. */
+static int core_embedded(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "lua/");
+    luaL_addgsub(&b, name, ".", "/");
+    luaL_addstring(&b, ".lua");
+    luaL_pushresult(&b);
+    lua_pushboolean(L, nyx_asset_find(lua_tostring(L, -1)) != NULL);
+    return 1;
+}
 
 /* package.searchers entry for the copies of the lua/nyx files compiled into
  * the binary; it runs after the path searcher, so files on disk win. */

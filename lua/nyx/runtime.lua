@@ -533,9 +533,15 @@ function M.load_strategy(name)
   if type(name) ~= "string" or not name:match("^[%w_%.]+$") then
     error(("bad strategy name %s (a module under lua/strategies/)"):format(tostring(name)), 3)
   end
-  local ok, mod, version = pcall(hot.require, "strategies." .. name, strategy_check, 0)
+  local mname = "strategies." .. name
+  if not package.loaded[mname] and not package.preload[mname] and
+     not package.searchpath(mname, package.path) and not core.embedded(mname) then
+    error(("no strategy '%s': there is no strategies/%s.lua on the Lua path (nyx's lua/strategies/, NYX_LUA_PATH)")
+      :format(name, name:gsub("%.", "/")), 3)
+  end
+  local ok, mod, version = pcall(hot.require, mname, strategy_check, 0)
   if not ok then
-    error(("no strategy '%s': %s"):format(name, tostring(mod):match("^[^\n]*")), 3)
+    error(("strategy '%s' does not load: %s"):format(name, tostring(mod):match("^[^\n]*")), 3)
   end
   return mod, version
 end
