@@ -4,19 +4,23 @@
 -- answered by the model, results gathered upward; the final answer and a
 -- one-line summary.
 --
---   nyx examples/plan.lua "a goal" [--strategy NAME] [--synthesize]
+--   nyx examples/plan.lua "a goal" [--strategy NAME] [--no-synthesize]
 --                                  [--max-agents N] [--budget-usd X]
+--
+-- Each node's subtask results are combined into its answer by one more
+-- call (--no-synthesize: gathered as a numbered list instead).
 --
 -- With no ANTHROPIC_API_KEY the offline model answers (a fake Claude on
 -- loopback), so this runs anywhere. Ctrl-C stops it cleanly: running nodes
 -- cancelled, agents terminated, orchestrators paused, exit 130. Everything
 -- is in PostgreSQL: `nyx -e 'print(nyx.tree.latest())'`.
-local goal, opts = nil, { strategy = "decompose" }
+local goal, opts = nil, { strategy = "decompose", synthesize = true }
 local i = 1
 while arg[i] do
   local a = arg[i]
   if a == "--strategy" then i = i + 1; opts.strategy = arg[i]
   elseif a == "--synthesize" then opts.synthesize = true
+  elseif a == "--no-synthesize" then opts.synthesize = false
   elseif a == "--max-agents" then i = i + 1; opts.max_concurrent_agents = math.tointeger(tonumber(arg[i]))
   elseif a == "--budget-usd" then i = i + 1; opts.budget = { usd = tonumber(arg[i]) }
   elseif a:sub(1, 2) == "--" then

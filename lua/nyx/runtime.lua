@@ -639,7 +639,21 @@ local function refused(node, why)
   return h
 end
 
+-- A sub-orchestrator's options: its parent's (but for its own budget and
+-- context), then what it was given.
+local NOT_INHERITED = { budget = true, context = true }
+local function inherit(parent, opts)
+  if not parent then return opts end
+  local o = {}
+  for k, v in pairs(parent.options) do
+    if not NOT_INHERITED[k] then o[k] = v end
+  end
+  for k, v in pairs(opts) do o[k] = v end
+  return o
+end
+
 function run_orchestrator(node, opts, parent)
+  opts = inherit(parent, opts)
   local name = opts.strategy or (parent and parent.strategy) or "decompose"
   local strategy, version = M.load_strategy(name)
   local why = limits.depth(node.depth, int_setting("max_recursion_depth", 10), "max_recursion_depth (system_config)")
