@@ -31,7 +31,6 @@ while arg[i] do
 end
 goal = goal or "Plan a weekend hiking trip"
 
-nyx.runtime.trap_signals()
 local t0, cpu0 = nyx.core.now(), nyx.core.cpu()
 local root = nyx.tree.create{ goal = goal, metadata = { example = "plan" } }
 local called, ok, result = pcall(nyx.orchestrate, root, opts)

@@ -698,6 +698,7 @@ function M.orchestrate(node, opts)
     error("bad argument #1 to 'orchestrate' (expected a node or a goal string)", 2)
   end
   check_budget_spec(opts.budget, "orchestrate")
+  if not trapped and opts.trap_signals ~= false then M.trap_signals() end
   if not opts.budget then
     local b = {}
     for _, k in ipairs { "usd", "tokens", "calls" } do
@@ -753,10 +754,13 @@ end
 --- stopping(): the reason nyx is stopping, or nil.
 function M.stopping() return stopping end
 
+local trapped = false
+
 --- trap_signals(): on SIGINT/SIGTERM, stop (see stop), kill tool processes,
 -- say what was stopped in one line, exit 130 (for either signal: "stopped
 -- on request", as the issue that defined it asks).
 function M.trap_signals()
+  trapped = true
   limits.trap(function(sig)
     local procs = package.loaded["nyx.proc"]
     if procs and procs.cancel_all then pcall(procs.cancel_all) end
