@@ -454,7 +454,7 @@ describe("the runtime", function()
 
   it("stops cleanly on SIGINT: running nodes cancelled, agents terminated, orchestrators paused, exit 130", function()
     local script = H.write(dir .. "/slow.lua", [[
-      nyx.runtime.trap_signals()
+      -- no trap_signals(): nyx.orchestrate sets it up
       local root = nyx.tree.create{ goal = "slow goal" }
       print(root.id); io.stdout:flush()
       nyx.orchestrate(root, { strategy = "decompose" })
