@@ -29,9 +29,55 @@ static int add_integer(nyx_buf *b, lua_Integer v)
     return nyx_buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
+/* A float with at most 15 significant digits in fixed notation (costs and
+ * milliseconds nearly always are), written as %.15g would write it without
+ * printf: m / 10^n is the double nearest the decimal m * 10^-n, which is
+ * what strtod reads back, so when it equals d the digits are exact; the
+ * smallest such n is %.15g's trailing-zero-free form. 0: not such a one. */
+static size_t fixed_float(char *out, double d)
+{
+    static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    double a = d < 0 ? -d : d;
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0; /* %.15g turns to exponents, or 0 and -0 */
+    for (int n = 0; n < 16; n++) {
+        double scaled = a * p10[n];
+        if (scaled >= 1e15)
+            return 0;
+        long long m = llround(scaled);
+        if ((double)m / p10[n] != a)
+            continue;
+        char digits[24], *p = digits + sizeof digits, *o = out;
+        int nd = 0;
+        do
+            *--p = (char)('0' + m % 10), nd++;
+        while (m /= 10);
+        if (d < 0)
+            *o++ = '-';
+        if (nd <= n) { /* 0.000ddd */
+            memcpy(o, "0.", 2);
+            memset(o + 2, '0', (size_t)(n - nd));
+            o += 2 + n - nd;
+        } else { /* the integer part, then the point if there are decimals */
+            memcpy(o, p, (size_t)(nd - n));
+            o += nd - n;
+            p += nd - n;
+            if (n)
+                *o++ = '.';
+        }
+        memcpy(o, p, (size_t)(nd < n ? nd : n));
+        return (size_t)(o - out) + (size_t)(nd < n ? nd : n);
+    }
+    return 0;
+}
+
 static int add_float(nyx_buf *b, double d)
 {
     char tmp[32];
+    size_t fixed = fixed_float(tmp, d);
+    if (fixed)
+        return nyx_buf_add(b, tmp, fixed);
     /* the shortest of %.15g and %.17g that reads back as the same double */
     int n = snprintf(tmp, sizeof tmp, "%.15g", d);
     if (strtod(tmp, NULL) != d)

@@ -175,14 +175,25 @@ static int core_now(lua_State *L)
 /* The wall clock as PostgreSQL takes it: "2026-12-04 20:40:50.123456+00". */
 static int core_timestamp(lua_State *L)
 {
+    /* two per LLM call: the date and time are formatted once a second */
+    static _Thread_local time_t last = -1;
+    static _Thread_local char buf[64];
+    static _Thread_local size_t n;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char buf[64];
-    size_t n = strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    snprintf(buf + n, sizeof buf - n, ".%06ld+00", ts.tv_nsec / 1000);
-    lua_pushstring(L, buf);
+    if (ts.tv_sec != last) {
+        struct tm tm;
+        gmtime_r(&ts.tv_sec, &tm);
+        n = strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+        last = ts.tv_sec;
+    }
+    long us = ts.tv_nsec / 1000;
+    char *p = buf + n;
+    *p++ = '.';
+    for (int i = 5; i >= 0; i--, us /= 10)
+        p[i] = (char)('0' + us % 10);
+    memcpy(p + 6, "+00", 3);
+    lua_pushlstring(L, buf, n + 10);
     return 1;
 }
 

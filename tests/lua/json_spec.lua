@@ -27,6 +27,23 @@ describe("nyx's JSON codec", function()
     assert.are.equal('"\\u0001\\t"', enc("\1\t"))
   end)
 
+  it("writes floats as the shortest of %.15g and %.17g that reads back (costs take a faster path)", function()
+    local function printf(d)
+      local s = ("%.15g"):format(d)
+      return tonumber(s) == d and s or ("%.17g"):format(d)
+    end
+    local list = { 0.0, -0.0, 1e-4, 9.99e-5, 1e-5, 0.5, -5.5, 123.0, 1e14, 1e15, 1e15 - 0.5, 999999999999999.0,
+                   2 ^ 53 + 0.0, 0.1 + 0.2, 1 / 3, -2 / 3, 0.000123, 12.345, 3e-6 * 17, 4096.001, 1e300, -1e-300 }
+    math.randomseed(7)
+    for _ = 1, 2000 do
+      local d = (math.random() - 0.5) * 10.0 ^ math.random(-8, 17)
+      list[#list + 1] = d
+      list[#list + 1] = math.floor(d * 1000 + 0.5) / 1000 + 0.0
+      list[#list + 1] = math.random(1, 100000) * 3e-6 + math.random(1, 1000) * 15e-6
+    end
+    for _, d in ipairs(list) do assert.are.equal(printf(d), enc(d)) end
+  end)
+
   it("reads what lua-cjson writes, and JSON with every escape", function()
     local t = dec(nyx.json.encode{ list = { 1, 2 }, name = "n" })
     assert.are.same({ list = { 1, 2 }, name = "n" }, t)
