@@ -52,6 +52,22 @@ describe("nyx's JSON codec", function()
     assert.are.same({ a = 1 }, dec(' { "a" : 1 , "b" : null } ')) -- null: absent
   end)
 
+  it("reads containers of every size (tables made at their size once they close)", function()
+    for _, n in ipairs{ 1, 31, 32, 33, 64, 65, 1000 } do
+      local arr, obj = {}, {}
+      for i = 1, n do arr[i] = i; obj["k" .. i] = { i } end
+      assert.are.same(arr, dec(enc(arr)))
+      assert.are.same(obj, dec(enc(obj)))
+    end
+    assert.are.same({ 1, nil, 3 }, dec("[1,null,3]"))
+    assert.are.same({ a = 2 }, dec('{"a":1,"b":null,"a":2}')) -- the last of a repeated key wins
+    local long = {}
+    for i = 1, 40 do long[i] = i == 35 and "null" or tostring(i) end
+    local back = dec("[" .. table.concat(long, ",") .. "]")
+    assert.are.equal(40, back[40])
+    assert.is_nil(back[35])
+  end)
+
   it("refuses what JSON cannot say, and says where text is wrong", function()
     assert.has_error(function() enc{ f = print } end, "cannot encode JSON: a function value")
     assert.has_error(function() enc(0 / 0) end)
