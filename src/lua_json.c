@@ -17,7 +17,7 @@
 
 /* ---- encoding ------------------------------------------------------------ */
 
-static int add_integer(nyx_buf *b, lua_Integer v)
+int nyx_json_add_integer(nyx_buf *b, lua_Integer v)
 {
     char tmp[24], *p = tmp + sizeof tmp;
     lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
@@ -72,7 +72,7 @@ static size_t fixed_float(char *out, double d)
     return 0;
 }
 
-static int add_float(nyx_buf *b, double d)
+int nyx_json_add_number(nyx_buf *b, double d)
 {
     char tmp[32];
     size_t fixed = fixed_float(tmp, d);
@@ -167,13 +167,13 @@ static int encode(lua_State *L, int idx, nyx_buf *b, int depth)
                                      : nyx_buf_add(b, "false", 5);
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx))
-            return add_integer(b, lua_tointeger(L, idx));
+            return nyx_json_add_integer(b, lua_tointeger(L, idx));
         if (!isfinite(lua_tonumber(L, idx)))
             return luaL_error(L,
                               "cannot encode JSON: %f is not a JSON "
                               "number",
                               lua_tonumber(L, idx));
-        return add_float(b, lua_tonumber(L, idx));
+        return nyx_json_add_number(b, lua_tonumber(L, idx));
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &len);
         return nyx_json_quote(b, s, len);
@@ -214,6 +214,15 @@ void nyx_json_encode(lua_State *L, int idx)
     lua_pushlstring(L, b->data ? b->data : "", b->len);
     nyx_buf_free(b);
     lua_remove(L, -2);
+}
+
+void nyx_json_push_raw(lua_State *L, const char *s, size_t len)
+{
+    lua_createtable(L, 1, 0);
+    lua_pushlstring(L, s, len);
+    lua_rawseti(L, -2, 1);
+    luaL_newmetatable(L, NYX_JSON_RAW); /* made by nyx.core, or here */
+    lua_setmetatable(L, -2);
 }
 
 /* Log rows as JSON for json_populate_recordset: the array at cols names

@@ -4,6 +4,8 @@
 #ifndef NYX_LUA_JSON_H
 #define NYX_LUA_JSON_H
 
+#include "util.h"
+
 #include <lua.h>
 #include <stddef.h>
 
@@ -14,6 +16,15 @@
 /* Pushes the JSON text of the value at idx; raises on what JSON cannot
  * hold (functions, NaN, cycles). An empty table is {}. stack: +1 */
 void nyx_json_encode(lua_State *L, int idx);
+
+/* Pushes {text} with the NYX_JSON_RAW metatable (nyx.core.json_raw).
+ * stack: +1 */
+void nyx_json_push_raw(lua_State *L, const char *s, size_t len);
+
+int nyx_json_add_integer(nyx_buf *b, lua_Integer v);
+/* Appends a float as the encoder writes it: the shortest of %.15g and
+ * %.17g that reads back the same. */
+int nyx_json_add_number(nyx_buf *b, double d);
 
 /* Pushes the rows at index rows (arrays of values, holes for NULL) as a
  * JSON array of objects keyed by the names at index cols. stack: +1 */

@@ -7,6 +7,8 @@
  * neither (or NYX_OFFLINE=1), the embedded offline model. */
 #include "claude.h"
 #include "fake_claude.h"
+#include "json.h"
+#include "lua_json.h"
 #include "lua_nyx.h"
 #include "lua_task.h"
 
@@ -32,6 +34,7 @@ typedef struct call_box {
     int done, ref;
     nyx_buf events; /* streamed, not yet handed to Lua: len,event,len,data */
     size_t events_read;
+    nyx_buf scratch; /* the outcome's JSON and text, while it is built */
 } call_box;
 
 static int client_gc(lua_State *L)
@@ -137,13 +140,19 @@ static int call_gc(lua_State *L)
     call_box *b = lua_touserdata(L, 1);
     nyx_claude_cancel(&b->http); /* frees it too, if it ran */
     nyx_buf_free(&b->events);
+    nyx_buf_free(&b->scratch);
     return 0;
 }
 
 /* Milliseconds to the microsecond: short to print, exact enough. */
+static double to_us(double ms)
+{
+    return (double)(long long)(ms * 1e3 + 0.5) / 1e3;
+}
+
 static void set_number(lua_State *L, const char *k, double v)
 {
-    lua_pushnumber(L, (double)(long long)(v * 1e3 + 0.5) / 1e3);
+    lua_pushnumber(L, to_us(v));
     lua_setfield(L, -2, k);
 }
 
@@ -159,18 +168,103 @@ static void set_string(lua_State *L, const char *k, const char *v, size_t n)
     lua_setfield(L, -2, k);
 }
 
-/* What happened, as a table. stack: +1 */
+/* The attempts as the log's JSON: [{status, curl_code, ms, delay_ms,
+ * request_id}, ...], zero and empty fields left out. */
+static int attempts_json(nyx_buf *j, const nyx_claude_call *h)
+{
+    int rc = nyx_buf_add(j, "[", 1);
+    for (int i = 0; i < h->nattempts; i++) {
+        const nyx_claude_attempt *a = &h->attempts[i];
+        rc |= nyx_buf_add(j, i ? ",{\"status\":" : "{\"status\":", i ? 11 : 10);
+        rc |= nyx_json_add_integer(j, a->status);
+        if (a->curl_code) {
+            rc |= nyx_buf_add(j, ",\"curl_code\":", 13);
+            rc |= nyx_json_add_integer(j, a->curl_code);
+        }
+        rc |= nyx_buf_add(j, ",\"ms\":", 6);
+        rc |= nyx_json_add_number(j, to_us(a->ms));
+        if (a->delay_ms > 0) {
+            rc |= nyx_buf_add(j, ",\"delay_ms\":", 12);
+            rc |= nyx_json_add_number(j, to_us(a->delay_ms));
+        }
+        if (a->request_id[0]) {
+            rc |= nyx_buf_add(j, ",\"request_id\":", 14);
+            rc |= nyx_json_quote(j, a->request_id, strlen(a->request_id));
+        }
+        rc |= nyx_buf_add(j, "}", 1);
+    }
+    return rc | nyx_buf_add(j, "]", 1);
+}
+
+static int is_text_block(lua_State *L)
+{
+    size_t n;
+    const char *t = lua_getfield(L, -1, "type") == LUA_TSTRING
+                        ? lua_tolstring(L, -1, &n)
+                        : NULL;
+    lua_pop(L, 1);
+    return t && n == 4 && memcmp(t, "text", 4) == 0;
+}
+
+/* The text blocks of the response at the top joined, in the table below
+ * it as text; left to Lua (not set) unless every one holds a string. */
+static void set_text(lua_State *L, call_box *b)
+{
+    b->scratch.len = 0;
+    if (lua_getfield(L, -1, "content") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    int ok = 1;
+    for (lua_Integer i = 1; ok; i++) {
+        int t = lua_rawgeti(L, -1, i);
+        if (t != LUA_TTABLE) {
+            ok = t == LUA_TNIL;
+            lua_pop(L, 1);
+            break;
+        }
+        if (is_text_block(L)) {
+            size_t n;
+            ok = lua_getfield(L, -1, "text") == LUA_TSTRING;
+            const char *s = ok ? lua_tolstring(L, -1, &n) : NULL;
+            ok = ok && nyx_buf_add(&b->scratch, s, n) == 0;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* content */
+    if (ok) {
+        lua_pushlstring(L, b->scratch.data ? b->scratch.data : "",
+                        b->scratch.len);
+        lua_setfield(L, -3, "text");
+    }
+}
+
+/* What happened, as a table: a 200's answer decoded (response, text),
+ * other bodies as they came, the headers and attempts as JSON for the
+ * log. stack: +1 */
 static void push_outcome(lua_State *L, call_box *b)
 {
     nyx_claude_call *h = &b->http;
     lua_createtable(L, 0, 12);
     set_integer(L, "status", h->status);
-    if (h->response.len)
+    if (h->status == 200 && !h->stream && h->response.len) {
+        int top = lua_gettop(L);
+        if (nyx_json_decode(L, h->response.data, h->response.len, 0) == 1 &&
+            lua_type(L, -1) == LUA_TTABLE) {
+            set_text(L, b);
+            lua_setfield(L, -2, "response");
+        }
+        lua_settop(L, top);
+    } else if (h->response.len) {
         set_string(L, "body", h->response.data, h->response.len);
+    }
     if (h->request_id[0])
         set_string(L, "request_id", h->request_id, strlen(h->request_id));
-    if (h->headers.len)
-        set_string(L, "headers", h->headers.data, h->headers.len);
+    if (h->headers.len) {
+        nyx_json_push_raw(L, h->headers.data, h->headers.len);
+        lua_setfield(L, -2, "headers");
+    }
     if (h->error[0])
         set_string(L, "error", h->error, strlen(h->error));
     lua_pushboolean(L, h->timed_out);
@@ -178,20 +272,10 @@ static void push_outcome(lua_State *L, call_box *b)
     set_integer(L, "retries", h->retries);
     set_integer(L, "events", h->events);
     set_number(L, "latency_ms", h->finished_ms - h->started_ms);
-    lua_createtable(L, h->nattempts, 0);
-    for (int i = 0; i < h->nattempts; i++) {
-        nyx_claude_attempt *a = &h->attempts[i];
-        lua_createtable(L, 0, 5);
-        set_integer(L, "status", a->status);
-        if (a->curl_code)
-            set_integer(L, "curl_code", a->curl_code);
-        set_number(L, "ms", a->ms);
-        if (a->delay_ms > 0)
-            set_number(L, "delay_ms", a->delay_ms);
-        if (a->request_id[0])
-            set_string(L, "request_id", a->request_id, strlen(a->request_id));
-        lua_rawseti(L, -2, i + 1);
-    }
+    b->scratch.len = 0;
+    if (attempts_json(&b->scratch, h) != 0)
+        luaL_error(L, "out of memory");
+    nyx_json_push_raw(L, b->scratch.data, b->scratch.len);
     lua_setfield(L, -2, "attempts");
 }
 

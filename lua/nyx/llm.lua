@@ -209,7 +209,7 @@ local function interpret(out, stream, timeout)
     return nil, { type = e.type or ("http_" .. out.status), message = e.message or ("HTTP " .. out.status) }
   end
   if stream.on_event then return stream.finish() end
-  local resp = decode(out.body or "")
+  local resp = out.response -- decoded in C
   if type(resp) ~= "table" or type(resp.content) ~= "table" then
     return nil, { type = "invalid_response", message = "the answer is not a Messages API response" }
   end
@@ -268,7 +268,7 @@ function M.complete(req)
     cost, without = pricing.cost(resp.model or body.model, usage)
   end
   local id = core.uuid()
-  local text = resp and joined_text(resp.content, "text") or nil
+  local text = resp and (out.text or joined_text(resp.content, "text")) or nil
   local read = usage.cache_read_input_tokens or 0
   local err_msg = failure and ("%s: %s%s"):format(failure.type, failure.message,
     out.request_id and (" (request-id " .. out.request_id .. ")") or "") or nil
@@ -283,7 +283,7 @@ function M.complete(req)
     { table = "llm_call_details", columns = DETAIL_COLUMNS, values = {
       id, out.request_id, resp and resp.id, out.status, resp and resp.stop_reason,
       failure and failure.type, body.stream == true, resp and resp.usage,
-      out.headers and core.json_raw(out.headers), out.attempts,
+      out.headers, out.attempts, -- JSON already (core.json_raw)
     } },
   })
   if guard then guard.after(tree_id, usage, cost, resp ~= nil) end
