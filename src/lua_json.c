@@ -203,13 +203,24 @@ static int buf_gc(lua_State *L)
     return 0;
 }
 
-void nyx_json_encode(lua_State *L, int idx)
+nyx_buf *nyx_json_push_buf(lua_State *L)
 {
-    idx = lua_absindex(L, idx);
     nyx_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
     nyx_gc_metatable(L, "nyx.json.buf", buf_gc);
     luaL_setmetatable(L, "nyx.json.buf"); /* freed even if encoding raises */
+    return b;
+}
+
+int nyx_json_add_value(lua_State *L, int idx, nyx_buf *b)
+{
+    return encode(L, lua_absindex(L, idx), b, 1);
+}
+
+void nyx_json_encode(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    nyx_buf *b = nyx_json_push_buf(L);
     encode(L, idx, b, 0);
     lua_pushlstring(L, b->data ? b->data : "", b->len);
     nyx_buf_free(b);

@@ -17,6 +17,13 @@
  * hold (functions, NaN, cycles). An empty table is {}. stack: +1 */
 void nyx_json_encode(lua_State *L, int idx);
 
+/* Pushes a buffer the GC frees, so that it is not lost when what fills
+ * it raises (free it early with nyx_buf_free). stack: +1 */
+nyx_buf *nyx_json_push_buf(lua_State *L);
+
+/* Appends the JSON text of the value at idx (raises as nyx_json_encode). */
+int nyx_json_add_value(lua_State *L, int idx, nyx_buf *b);
+
 /* Pushes {text} with the NYX_JSON_RAW metatable (nyx.core.json_raw).
  * stack: +1 */
 void nyx_json_push_raw(lua_State *L, const char *s, size_t len);

@@ -368,6 +368,154 @@ static int claude_request(lua_State *L)
     return nyx_await(L, &b->w, (lua_KContext)b, request_k);
 }
 
+/* ---- the request's body ------------------------------------------------ */
+
+/* The request's fields that are nyx's own, never sent (llm.lua's list). */
+static int nyx_field(const char *k, size_t n)
+{
+    static const char *const own[] = {"tree", "agent", "on_text", "cache",
+                                      "beta"};
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        if (strlen(own[i]) == n && memcmp(own[i], k, n) == 0)
+            return 1;
+    return 0;
+}
+
+static int key_is(const char *k, size_t n, const char *name)
+{
+    return strlen(name) == n && memcmp(k, name, n) == 0;
+}
+
+/* Appends "key": and the value at the top, popped. */
+static void add_member(lua_State *L, nyx_buf *b, const char *k, size_t n)
+{
+    int rc = nyx_buf_add(b, b->len > 1 ? "," : "", b->len > 1);
+    rc |= nyx_json_quote(b, k, n) | nyx_buf_add(b, ":", 1);
+    rc |= nyx_json_add_value(L, -1, b);
+    if (rc != 0)
+        luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+}
+
+/* body(request, model, max_tokens, stream): the Messages API body of a
+ * request — nyx's own fields left out, model and max_tokens when the
+ * request has none, stream = true when stream is — and the messages'
+ * JSON, a slice of it (the log's prompt_text). Nothing when the request
+ * has a key that is not a string (llm.lua then encodes it as it did). */
+static int claude_body(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int stream = lua_toboolean(L, 4);
+    lua_settop(L, 3);
+    nyx_buf *b = nyx_json_push_buf(L); /* 4 */
+    size_t from = 0, to = 0, n;
+    if (nyx_buf_add(b, "{", 1) != 0)
+        return luaL_error(L, "out of memory");
+    static const char *const first[] = {"model", "max_tokens"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, 1, first[i]);
+        if (!lua_toboolean(L, -1)) { /* nil or false: the default */
+            lua_pop(L, 1);
+            lua_pushvalue(L, 2 + i);
+        }
+        add_member(L, b, first[i], strlen(first[i]));
+    }
+    if (stream) {
+        lua_pushboolean(L, 1);
+        add_member(L, b, "stream", 6);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return 0;
+        const char *k = lua_tolstring(L, -2, &n);
+        if (nyx_field(k, n) || key_is(k, n, "model") ||
+            key_is(k, n, "max_tokens") || (stream && key_is(k, n, "stream"))) {
+            lua_pop(L, 1);
+            continue;
+        }
+        int messages = key_is(k, n, "messages");
+        if (messages)
+            from = b->len + (b->len > 1) + n + 3; /* after ,"messages": */
+        add_member(L, b, k, n);
+        if (messages)
+            to = b->len;
+    }
+    if (nyx_buf_add(b, "}", 1) != 0)
+        return luaL_error(L, "out of memory");
+    lua_pushlstring(L, b->data, b->len);
+    if (to > from)
+        lua_pushlstring(L, b->data + from, to - from);
+    else
+        lua_pushnil(L);
+    nyx_buf_free(b);
+    return 2;
+}
+
+/* Counts the cache_control at the top (popped) into n and ttl. */
+static void mark(lua_State *L, lua_Integer *n, lua_Integer *ttl)
+{
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        size_t len;
+        const char *t = lua_getfield(L, -1, "ttl") == LUA_TSTRING
+                            ? lua_tolstring(L, -1, &len)
+                            : NULL;
+        lua_Integer secs =
+            t && len == 2 && memcmp(t, "1h", 2) == 0 ? 3600 : 300;
+        lua_pop(L, 1);
+        *n += 1;
+        *ttl = secs > *ttl ? secs : *ttl;
+    }
+    lua_pop(L, 1);
+}
+
+/* The breakpoints among the blocks of the list at the top (popped). */
+static void mark_blocks(lua_State *L, lua_Integer *n, lua_Integer *ttl)
+{
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_Integer len = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= len; i++) {
+            if (lua_geti(L, -1, i) == LUA_TTABLE) {
+                lua_getfield(L, -1, "cache_control");
+                mark(L, n, ttl);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* breakpoints(body): how many cache_control breakpoints the body has
+ * where the API takes them (the top level, tools, system blocks, message
+ * content blocks) and the longest TTL in seconds (nil: none). Nothing when
+ * a message is not a table (llm.lua then counts, and fails, as it did). */
+static int claude_breakpoints(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = 0, ttl = 0;
+    lua_getfield(L, 1, "cache_control");
+    mark(L, &n, &ttl);
+    lua_getfield(L, 1, "tools");
+    mark_blocks(L, &n, &ttl);
+    lua_getfield(L, 1, "system");
+    mark_blocks(L, &n, &ttl);
+    lua_getfield(L, 1, "messages");
+    lua_Integer len = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= len; i++) {
+        if (lua_geti(L, -1, i) != LUA_TTABLE)
+            return 0;
+        lua_getfield(L, -1, "content");
+        mark_blocks(L, &n, &ttl);
+        lua_pop(L, 1);
+    }
+    lua_pushinteger(L, n);
+    if (ttl)
+        lua_pushinteger(L, ttl);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
 static int claude_endpoint(lua_State *L)
 {
     client *c = get_client(L);
@@ -414,10 +562,14 @@ static int claude_in_flight(lua_State *L)
 
 int luaopen_nyx_claude(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {
-        {"request", claude_request},       {"endpoint", claude_endpoint},
-        {"in_flight", claude_in_flight},   {"fake_stats", claude_fake_stats},
-        {"fake_reset", claude_fake_reset}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"request", claude_request},
+                                     {"endpoint", claude_endpoint},
+                                     {"body", claude_body},
+                                     {"breakpoints", claude_breakpoints},
+                                     {"in_flight", claude_in_flight},
+                                     {"fake_stats", claude_fake_stats},
+                                     {"fake_reset", claude_fake_reset},
+                                     {NULL, NULL}};
     nyx_gc_metatable(L, CALL_MT, call_gc);
     luaL_newlib(L, funcs);
     return 1;
