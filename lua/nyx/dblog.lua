@@ -91,13 +91,17 @@ function M.build(batches)
         cols = table.concat(row.columns, ",")
         keys[row.columns] = cols
       end
-      local key = (row.update and "U" or "I") .. row.table .. cols
-      local g = by_key[key]
+      -- grouped by column list, then table (a new key string per row cost
+      -- more than the rest of the grouping)
+      local of_cols = by_key[cols]
+      if not of_cols then of_cols = {}; by_key[cols] = of_cols end
+      local tkey = row.update and "U" .. tostring(row.table) or row.table
+      local g = of_cols[tkey]
       if not g then
         assert(type(row.table) == "string" and row.table:match(IDENT), "bad table name in a log row")
         for _, c in ipairs(row.columns) do assert(c:match(IDENT), "bad column name in a log row") end
         g = { table = row.table, columns = row.columns, list = cols, rows = {}, update = row.update }
-        by_key[key] = g
+        of_cols[tkey] = g
         groups[#groups + 1] = g
       end
       g.rows[#g.rows + 1] = row.values
