@@ -236,19 +236,72 @@ void nyx_json_push_raw(lua_State *L, const char *s, size_t len)
     lua_setmetatable(L, -2);
 }
 
+/* Column names made ready for nyx_json_rows: "name": each, quoted once
+ * into a string kept as the userdata's user value. */
+typedef struct columns {
+    lua_Integer ncol;
+    const char *text; /* name c is text[off[c - 1] .. off[c]) */
+    size_t off[];
+} columns;
+
+void nyx_json_columns(lua_State *L, int cols)
+{
+    cols = lua_absindex(L, cols);
+    lua_Integer ncol = (lua_Integer)lua_rawlen(L, cols);
+    columns *k = lua_newuserdatauv(
+        L, sizeof *k + sizeof(size_t) * (size_t)(ncol + 1), 1);
+    k->ncol = ncol;
+    k->text = "";
+    k->off[0] = 0;
+    luaL_newmetatable(L, NYX_JSON_COLUMNS);
+    lua_setmetatable(L, -2);
+    nyx_buf *b = nyx_json_push_buf(L);
+    for (lua_Integer c = 1; c <= ncol; c++) {
+        size_t len;
+        lua_rawgeti(L, cols, c);
+        const char *name = lua_tolstring(L, -1, &len);
+        if (nyx_json_quote(b, name ? name : "", name ? len : 0) < 0 ||
+            nyx_buf_add(b, ":", 1) < 0)
+            luaL_error(L, "out of memory");
+        lua_pop(L, 1);
+        k->off[c] = b->len;
+    }
+    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    nyx_buf_free(b);
+    k->text = lua_tostring(L, -1);
+    lua_setiuservalue(L, -3, 1); /* the text lives as long as k */
+    lua_pop(L, 1);               /* the buffer */
+}
+
+/* Appends "name": for column c (1-based) of cols, a name list or columns
+ * made by nyx_json_columns. */
+static int add_name(lua_State *L, int cols, const columns *k, lua_Integer c,
+                    nyx_buf *b)
+{
+    if (k)
+        return nyx_buf_add(b, k->text + k->off[c - 1],
+                           k->off[c] - k->off[c - 1]);
+    size_t len;
+    lua_rawgeti(L, cols, c);
+    const char *name = lua_tolstring(L, -1, &len);
+    int rc = nyx_json_quote(b, name ? name : "", name ? len : 0) |
+             nyx_buf_add(b, ":", 1);
+    lua_pop(L, 1);
+    return rc;
+}
+
 /* Log rows as JSON for json_populate_recordset: the array at cols names
- * the columns, the array at rows holds arrays of values (holes for NULL,
- * left out of the object). Pushes [{"col": value, ...}, ...]. */
+ * the columns (or cols holds them made by nyx_json_columns), the array at
+ * rows holds arrays of values (holes for NULL, left out of the object).
+ * Pushes [{"col": value, ...}, ...]. */
 void nyx_json_rows(lua_State *L, int cols, int rows)
 {
     cols = lua_absindex(L, cols);
     rows = lua_absindex(L, rows);
     luaL_checkstack(L, 8, "json rows");
-    nyx_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    nyx_gc_metatable(L, "nyx.json.buf", buf_gc);
-    luaL_setmetatable(L, "nyx.json.buf");
-    lua_Integer ncol = (lua_Integer)lua_rawlen(L, cols);
+    const columns *k = luaL_testudata(L, cols, NYX_JSON_COLUMNS);
+    nyx_buf *b = nyx_json_push_buf(L);
+    lua_Integer ncol = k ? k->ncol : (lua_Integer)lua_rawlen(L, cols);
     int ok = nyx_buf_add(b, "[", 1);
     for (lua_Integer r = 1; ok == 0 && lua_rawgeti(L, rows, r) == LUA_TTABLE;
          r++) {
@@ -259,13 +312,8 @@ void nyx_json_rows(lua_State *L, int cols, int rows)
                 lua_pop(L, 1);
                 continue;
             }
-            size_t len;
-            lua_rawgeti(L, cols, c);
-            const char *name = lua_tolstring(L, -1, &len);
             ok = (first ? 0 : nyx_buf_add(b, ",", 1)) |
-                 nyx_json_quote(b, name ? name : "", name ? len : 0) |
-                 nyx_buf_add(b, ":", 1);
-            lua_pop(L, 1);
+                 add_name(L, cols, k, c, b);
             if (ok == 0)
                 ok = encode(L, lua_gettop(L), b, 1);
             lua_pop(L, 1);

@@ -13,6 +13,9 @@
  * writes as the text it holds (nyx.core.json_raw). */
 #define NYX_JSON_RAW "nyx.json.raw"
 
+/* The metatable of what nyx_json_columns makes. */
+#define NYX_JSON_COLUMNS "nyx.json.columns"
+
 /* Pushes the JSON text of the value at idx; raises on what JSON cannot
  * hold (functions, NaN, cycles). An empty table is {}. stack: +1 */
 void nyx_json_encode(lua_State *L, int idx);
@@ -33,8 +36,13 @@ int nyx_json_add_integer(nyx_buf *b, lua_Integer v);
  * %.17g that reads back the same. */
 int nyx_json_add_number(nyx_buf *b, double d);
 
+/* Pushes the names of the array at cols made ready for nyx_json_rows,
+ * quoted once (a userdata). stack: +1 */
+void nyx_json_columns(lua_State *L, int cols);
+
 /* Pushes the rows at index rows (arrays of values, holes for NULL) as a
- * JSON array of objects keyed by the names at index cols. stack: +1 */
+ * JSON array of objects keyed by the names at index cols (an array, or
+ * what nyx_json_columns made of one). stack: +1 */
 void nyx_json_rows(lua_State *L, int cols, int rows);
 
 /* Pushes the value of the JSON text and returns 1, or pushes nil and a

@@ -278,12 +278,23 @@ static int core_json_raw(lua_State *L)
 }
 
 /* json_rows(columns, rows): [{"column": value, ...}, ...] (nil values
- * left out), how log rows reach json_populate_recordset. */
+ * left out), how log rows reach json_populate_recordset; columns is a
+ * list of names or what json_columns made of one. */
 static int core_json_rows(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!luaL_testudata(L, 1, NYX_JSON_COLUMNS))
+        luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
     nyx_json_rows(L, 1, 2);
+    return 1;
+}
+
+/* json_columns(names): the column names ready for json_rows, quoted
+ * once (for a list used again and again, as the log writer's are). */
+static int core_json_columns(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    nyx_json_columns(L, 1);
     return 1;
 }
 
@@ -347,6 +358,7 @@ int luaopen_nyx_core(lua_State *L)
                                      {"json_encode", core_json_encode},
                                      {"json_raw", core_json_raw},
                                      {"json_rows", core_json_rows},
+                                     {"json_columns", core_json_columns},
                                      {NULL, NULL}};
     luaL_newmetatable(L, NYX_JSON_RAW);
     lua_pop(L, 1);

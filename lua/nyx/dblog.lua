@@ -93,7 +93,9 @@ end
 -- there is nothing to write), the groups in parameter order ({ncol = 1,
 -- rows = {{json}}}: one parameter each) and how many parameters there are.
 local keys = setmetatable({}, { __mode = "k" }) -- columns table -> "a,b"
-local json_rows = require("nyx.core").json_rows
+local core = require "nyx.core"
+local json_rows, json_columns = core.json_rows, core.json_columns
+local ready = setmetatable({}, { __mode = "k" }) -- columns table -> json_columns(it)
 
 function M.build(batches)
   for _, rows in ipairs(batches) do
@@ -141,7 +143,9 @@ function M.build(batches)
       stmt = ("INSERT INTO %s (%s) SELECT %s FROM json_populate_recordset(NULL::%s, $%d)"):format(
         g.table, g.list, g.list, g.table, i)
     end
-    g.ncol, g.rows = 1, { { json_rows(cols, g.rows) } }
+    local names = ready[cols]
+    if not names then names = json_columns(cols); ready[cols] = names end
+    g.ncol, g.rows = 1, { { json_rows(names, g.rows) } }
     parts[i] = i < #groups and ("g%d AS (%s RETURNING 1)"):format(i, stmt) or stmt
   end
   if #parts == 0 then return nil, groups, 0 end

@@ -68,6 +68,16 @@ describe("nyx's JSON codec", function()
     assert.is_nil(back[35])
   end)
 
+  it("writes log rows the same from a list of names or from json_columns", function()
+    local cols = { "id", "na\"me", "n", "obj" }
+    local rows = { { "a", "x", 1, { k = true } }, { "b", nil, 2.5 }, { nil, nil, nil, nil } }
+    local text = core.json_rows(cols, rows)
+    assert.are.equal(text, core.json_rows(core.json_columns(cols), rows))
+    assert.are.same({ { id = "a", ["na\"me"] = "x", n = 1, obj = { k = true } }, { id = "b", n = 2.5 }, {} }, dec(text))
+    assert.are.equal("[]", core.json_rows(core.json_columns{}, {}))
+    assert.has_error(function() core.json_rows(io.stdout, rows) end)
+  end)
+
   it("refuses what JSON cannot say, and says where text is wrong", function()
     assert.has_error(function() enc{ f = print } end, "cannot encode JSON: a function value")
     assert.has_error(function() enc(0 / 0) end)
