@@ -5,6 +5,7 @@
 #include "lua_task.h"
 #include "paths.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
@@ -312,6 +313,22 @@ static int core_refs(lua_State *L)
     return 1;
 }
 
+/* is_uuid(s): s is a UUID in text form (8-4-4-4-12 hex digits, either
+ * case), what llm.lua and tree.lua check every id they are given against;
+ * a Lua pattern of 36 classes cost more than the rest of the check. */
+static int core_is_uuid(lua_State *L)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, 1, &len);
+    int ok = lua_type(L, 1) == LUA_TSTRING && len == 36;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = i == 8 || i == 13 || i == 18 || i == 23
+                 ? s[i] == '-'
+                 : isxdigit((unsigned char)s[i]) != 0;
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
 /* Random version 4 UUIDs, from a pool of random bytes refilled 4 KiB at a
  * time (a getrandom call per id was most of their cost); refilled in a
  * forked child too, so parent and child never share ids. */
@@ -346,6 +363,7 @@ int luaopen_nyx_core(lua_State *L)
 {
 
     static const luaL_Reg funcs[] = {{"uuid", core_uuid},
+                                     {"is_uuid", core_is_uuid},
                                      {"refs", core_refs},
                                      {"now", core_now},
                                      {"timestamp", core_timestamp},

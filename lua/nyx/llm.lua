@@ -21,7 +21,7 @@ M.default_max_tokens = 4096
 -- Fields of a request that are nyx's own and never sent to the API.
 local NYX_FIELDS = { tree = true, agent = true, on_text = true, cache = true, beta = true }
 
-local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+local is_uuid = core.is_uuid -- the pattern ^%x{8}%-%x{4}%-%x{4}%-%x{4}%-%x{12}$, in C
 
 local function argerror(why)
   error("bad argument #1 to 'complete' (" .. why .. ")", 3)
@@ -33,7 +33,7 @@ local function id_of(v, what, required)
     return nil
   end
   local id = type(v) == "table" and v.id or v
-  if type(id) ~= "string" or not id:match(UUID) then
+  if type(id) ~= "string" or not is_uuid(id) then
     argerror(what .. " must be a node (table with an id) or a UUID string")
   end
   return id
