@@ -33,6 +33,7 @@ struct nyx_claude {
     shard **shards;
     int nshards;
     char url[1024];
+    CURLU *curlu; /* the url, parsed once rather than once per request */
     char key_header[512];       /* "x-api-key: ..." */
     struct curl_slist *headers; /* the same for every call without a beta */
     CURL *pool[POOL_MAX]; /* idle handles, options set: reused, not remade */
@@ -150,9 +151,16 @@ nyx_claude *nyx_claude_new(nyx_loop *loop, const char *base_url,
         free(c);
         return NULL;
     }
+    /* a url libcurl cannot parse is left to fail each request, as before */
+    if ((c->curlu = curl_url()) &&
+        curl_url_set(c->curlu, CURLUPART_URL, c->url, 0) != CURLUE_OK) {
+        curl_url_cleanup(c->curlu);
+        c->curlu = NULL;
+    }
     if (!new_shard(c)) {
         nyx_errf(err, "cannot create a libcurl multi handle");
         free(c->shards);
+        curl_url_cleanup(c->curlu);
         free(c);
         return NULL;
     }
@@ -172,6 +180,7 @@ void nyx_claude_free(nyx_claude *c)
     }
     free(c->shards);
     curl_slist_free_all(c->headers);
+    curl_url_cleanup(c->curlu);
     /* the key leaves memory with the client */
     memset(c->key_header, 0, sizeof c->key_header);
     free(c);
@@ -324,7 +333,10 @@ static CURL *new_easy(nyx_claude *c)
     CURL *e = curl_easy_init();
     if (!e)
         return NULL;
-    curl_easy_setopt(e, CURLOPT_URL, c->url);
+    if (c->curlu)
+        curl_easy_setopt(e, CURLOPT_CURLU, c->curlu);
+    else
+        curl_easy_setopt(e, CURLOPT_URL, c->url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);

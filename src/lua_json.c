@@ -17,7 +17,7 @@
 
 /* ---- encoding ------------------------------------------------------------ */
 
-static int add_integer(nyx_buf *b, lua_Integer v)
+int nyx_json_add_integer(nyx_buf *b, lua_Integer v)
 {
     char tmp[24], *p = tmp + sizeof tmp;
     lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
@@ -29,9 +29,55 @@ static int add_integer(nyx_buf *b, lua_Integer v)
     return nyx_buf_add(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
-static int add_float(nyx_buf *b, double d)
+/* A float with at most 15 significant digits in fixed notation (costs and
+ * milliseconds nearly always are), written as %.15g would write it without
+ * printf: m / 10^n is the double nearest the decimal m * 10^-n, which is
+ * what strtod reads back, so when it equals d the digits are exact; the
+ * smallest such n is %.15g's trailing-zero-free form. 0: not such a one. */
+static size_t fixed_float(char *out, double d)
+{
+    static const double p10[] = {1e0, 1e1, 1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15};
+    double a = d < 0 ? -d : d;
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0; /* %.15g turns to exponents, or 0 and -0 */
+    for (int n = 0; n < 16; n++) {
+        double scaled = a * p10[n];
+        if (scaled >= 1e15)
+            return 0;
+        long long m = llround(scaled);
+        if ((double)m / p10[n] != a)
+            continue;
+        char digits[24], *p = digits + sizeof digits, *o = out;
+        int nd = 0;
+        do
+            *--p = (char)('0' + m % 10), nd++;
+        while (m /= 10);
+        if (d < 0)
+            *o++ = '-';
+        if (nd <= n) { /* 0.000ddd */
+            memcpy(o, "0.", 2);
+            memset(o + 2, '0', (size_t)(n - nd));
+            o += 2 + n - nd;
+        } else { /* the integer part, then the point if there are decimals */
+            memcpy(o, p, (size_t)(nd - n));
+            o += nd - n;
+            p += nd - n;
+            if (n)
+                *o++ = '.';
+        }
+        memcpy(o, p, (size_t)(nd < n ? nd : n));
+        return (size_t)(o - out) + (size_t)(nd < n ? nd : n);
+    }
+    return 0;
+}
+
+int nyx_json_add_number(nyx_buf *b, double d)
 {
     char tmp[32];
+    size_t fixed = fixed_float(tmp, d);
+    if (fixed)
+        return nyx_buf_add(b, tmp, fixed);
     /* the shortest of %.15g and %.17g that reads back as the same double */
     int n = snprintf(tmp, sizeof tmp, "%.15g", d);
     if (strtod(tmp, NULL) != d)
@@ -121,13 +167,13 @@ static int encode(lua_State *L, int idx, nyx_buf *b, int depth)
                                      : nyx_buf_add(b, "false", 5);
     case LUA_TNUMBER:
         if (lua_isinteger(L, idx))
-            return add_integer(b, lua_tointeger(L, idx));
+            return nyx_json_add_integer(b, lua_tointeger(L, idx));
         if (!isfinite(lua_tonumber(L, idx)))
             return luaL_error(L,
                               "cannot encode JSON: %f is not a JSON "
                               "number",
                               lua_tonumber(L, idx));
-        return add_float(b, lua_tonumber(L, idx));
+        return nyx_json_add_number(b, lua_tonumber(L, idx));
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &len);
         return nyx_json_quote(b, s, len);
@@ -157,32 +203,105 @@ static int buf_gc(lua_State *L)
     return 0;
 }
 
-void nyx_json_encode(lua_State *L, int idx)
+nyx_buf *nyx_json_push_buf(lua_State *L)
 {
-    idx = lua_absindex(L, idx);
     nyx_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
     nyx_gc_metatable(L, "nyx.json.buf", buf_gc);
     luaL_setmetatable(L, "nyx.json.buf"); /* freed even if encoding raises */
+    return b;
+}
+
+int nyx_json_add_value(lua_State *L, int idx, nyx_buf *b)
+{
+    return encode(L, lua_absindex(L, idx), b, 1);
+}
+
+void nyx_json_encode(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    nyx_buf *b = nyx_json_push_buf(L);
     encode(L, idx, b, 0);
     lua_pushlstring(L, b->data ? b->data : "", b->len);
     nyx_buf_free(b);
     lua_remove(L, -2);
 }
 
+void nyx_json_push_raw(lua_State *L, const char *s, size_t len)
+{
+    lua_createtable(L, 1, 0);
+    lua_pushlstring(L, s, len);
+    lua_rawseti(L, -2, 1);
+    luaL_newmetatable(L, NYX_JSON_RAW); /* made by nyx.core, or here */
+    lua_setmetatable(L, -2);
+}
+
+/* Column names made ready for nyx_json_rows: "name": each, quoted once
+ * into a string kept as the userdata's user value. */
+typedef struct columns {
+    lua_Integer ncol;
+    const char *text; /* name c is text[off[c - 1] .. off[c]) */
+    size_t off[];
+} columns;
+
+void nyx_json_columns(lua_State *L, int cols)
+{
+    cols = lua_absindex(L, cols);
+    lua_Integer ncol = (lua_Integer)lua_rawlen(L, cols);
+    columns *k = lua_newuserdatauv(
+        L, sizeof *k + sizeof(size_t) * (size_t)(ncol + 1), 1);
+    k->ncol = ncol;
+    k->text = "";
+    k->off[0] = 0;
+    luaL_newmetatable(L, NYX_JSON_COLUMNS);
+    lua_setmetatable(L, -2);
+    nyx_buf *b = nyx_json_push_buf(L);
+    for (lua_Integer c = 1; c <= ncol; c++) {
+        size_t len;
+        lua_rawgeti(L, cols, c);
+        const char *name = lua_tolstring(L, -1, &len);
+        if (nyx_json_quote(b, name ? name : "", name ? len : 0) < 0 ||
+            nyx_buf_add(b, ":", 1) < 0)
+            luaL_error(L, "out of memory");
+        lua_pop(L, 1);
+        k->off[c] = b->len;
+    }
+    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    nyx_buf_free(b);
+    k->text = lua_tostring(L, -1);
+    lua_setiuservalue(L, -3, 1); /* the text lives as long as k */
+    lua_pop(L, 1);               /* the buffer */
+}
+
+/* Appends "name": for column c (1-based) of cols, a name list or columns
+ * made by nyx_json_columns. */
+static int add_name(lua_State *L, int cols, const columns *k, lua_Integer c,
+                    nyx_buf *b)
+{
+    if (k)
+        return nyx_buf_add(b, k->text + k->off[c - 1],
+                           k->off[c] - k->off[c - 1]);
+    size_t len;
+    lua_rawgeti(L, cols, c);
+    const char *name = lua_tolstring(L, -1, &len);
+    int rc = nyx_json_quote(b, name ? name : "", name ? len : 0) |
+             nyx_buf_add(b, ":", 1);
+    lua_pop(L, 1);
+    return rc;
+}
+
 /* Log rows as JSON for json_populate_recordset: the array at cols names
- * the columns, the array at rows holds arrays of values (holes for NULL,
- * left out of the object). Pushes [{"col": value, ...}, ...]. */
+ * the columns (or cols holds them made by nyx_json_columns), the array at
+ * rows holds arrays of values (holes for NULL, left out of the object).
+ * Pushes [{"col": value, ...}, ...]. */
 void nyx_json_rows(lua_State *L, int cols, int rows)
 {
     cols = lua_absindex(L, cols);
     rows = lua_absindex(L, rows);
     luaL_checkstack(L, 8, "json rows");
-    nyx_buf *b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    nyx_gc_metatable(L, "nyx.json.buf", buf_gc);
-    luaL_setmetatable(L, "nyx.json.buf");
-    lua_Integer ncol = (lua_Integer)lua_rawlen(L, cols);
+    const columns *k = luaL_testudata(L, cols, NYX_JSON_COLUMNS);
+    nyx_buf *b = nyx_json_push_buf(L);
+    lua_Integer ncol = k ? k->ncol : (lua_Integer)lua_rawlen(L, cols);
     int ok = nyx_buf_add(b, "[", 1);
     for (lua_Integer r = 1; ok == 0 && lua_rawgeti(L, rows, r) == LUA_TTABLE;
          r++) {
@@ -193,13 +312,8 @@ void nyx_json_rows(lua_State *L, int cols, int rows)
                 lua_pop(L, 1);
                 continue;
             }
-            size_t len;
-            lua_rawgeti(L, cols, c);
-            const char *name = lua_tolstring(L, -1, &len);
             ok = (first ? 0 : nyx_buf_add(b, ",", 1)) |
-                 nyx_json_quote(b, name ? name : "", name ? len : 0) |
-                 nyx_buf_add(b, ":", 1);
-            lua_pop(L, 1);
+                 add_name(L, cols, k, c, b);
             if (ok == 0)
                 ok = encode(L, lua_gettop(L), b, 1);
             lua_pop(L, 1);
@@ -378,20 +492,50 @@ static int number(dec *d)
 
 static int value(dec *d, int depth);
 
+/* Members are held on the stack until the container closes (or PENDING
+ * of them came), then the table is made at its size: a table grown one
+ * member at a time is rehashed at 1, 2, 4, 8 ... members, and that was
+ * most of what decoding a response cost. */
+#define PENDING 32
+
+/* Makes the table of the n members above base + 1 (twice the room when
+ * more follow) and puts it at base + 1. stack: base + 1 (the table) */
+static void make_table(lua_State *L, int base, int n, int is_obj, int more)
+{
+    int size = more ? 2 * n : n;
+    lua_createtable(L, is_obj ? 0 : size, is_obj ? size : 0);
+    int t = lua_gettop(L);
+    for (int k = 0; k < n; k++) {
+        if (is_obj) {
+            lua_pushvalue(L, base + 2 + 2 * k);
+            lua_pushvalue(L, base + 3 + 2 * k);
+            lua_rawset(L, t);
+        } else {
+            lua_pushvalue(L, base + 2 + k);
+            lua_rawseti(L, t, k + 1);
+        }
+    }
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
+}
+
 static int container(dec *d, int depth, int is_obj)
 {
+    lua_State *L = d->L;
     if (depth > MAX_DEPTH)
         return fail(d, "nested too deeply");
-    if (!lua_checkstack(d->L, 4))
+    if (!lua_checkstack(L, 2 * PENDING + 4))
         return fail(d, "nested too deeply");
-    lua_newtable(d->L);
     char close = is_obj ? '}' : ']';
     d->p++;
     ws(d);
     if (d->p < d->end && *d->p == close) {
         d->p++;
+        lua_newtable(L);
         return 0;
     }
+    int base = lua_gettop(L), pending = 0, made = 0;
+    lua_pushnil(L); /* where the table goes */
     for (lua_Integer i = 1;; i++) {
         ws(d);
         if (is_obj) {
@@ -403,10 +547,12 @@ static int container(dec *d, int depth, int is_obj)
         }
         if (value(d, depth + 1) < 0)
             return -1;
-        if (is_obj)
-            lua_rawset(d->L, -3);
-        else
-            lua_rawseti(d->L, -2, i);
+        if (made && is_obj)
+            lua_rawset(L, base + 1);
+        else if (made)
+            lua_rawseti(L, base + 1, i);
+        else if (++pending == PENDING)
+            make_table(L, base, pending, is_obj, made = 1);
         ws(d);
         if (d->p < d->end && *d->p == ',') {
             d->p++;
@@ -414,6 +560,8 @@ static int container(dec *d, int depth, int is_obj)
         }
         if (d->p < d->end && *d->p == close) {
             d->p++;
+            if (!made)
+                make_table(L, base, pending, is_obj, 0);
             return 0;
         }
         return fail(d, is_obj ? "expected ',' or '}'" : "expected ',' or ']'");

@@ -4,6 +4,8 @@
 #ifndef NYX_LUA_JSON_H
 #define NYX_LUA_JSON_H
 
+#include "util.h"
+
 #include <lua.h>
 #include <stddef.h>
 
@@ -11,12 +13,36 @@
  * writes as the text it holds (nyx.core.json_raw). */
 #define NYX_JSON_RAW "nyx.json.raw"
 
+/* The metatable of what nyx_json_columns makes. */
+#define NYX_JSON_COLUMNS "nyx.json.columns"
+
 /* Pushes the JSON text of the value at idx; raises on what JSON cannot
  * hold (functions, NaN, cycles). An empty table is {}. stack: +1 */
 void nyx_json_encode(lua_State *L, int idx);
 
+/* Pushes a buffer the GC frees, so that it is not lost when what fills
+ * it raises (free it early with nyx_buf_free). stack: +1 */
+nyx_buf *nyx_json_push_buf(lua_State *L);
+
+/* Appends the JSON text of the value at idx (raises as nyx_json_encode). */
+int nyx_json_add_value(lua_State *L, int idx, nyx_buf *b);
+
+/* Pushes {text} with the NYX_JSON_RAW metatable (nyx.core.json_raw).
+ * stack: +1 */
+void nyx_json_push_raw(lua_State *L, const char *s, size_t len);
+
+int nyx_json_add_integer(nyx_buf *b, lua_Integer v);
+/* Appends a float as the encoder writes it: the shortest of %.15g and
+ * %.17g that reads back the same. */
+int nyx_json_add_number(nyx_buf *b, double d);
+
+/* Pushes the names of the array at cols made ready for nyx_json_rows,
+ * quoted once (a userdata). stack: +1 */
+void nyx_json_columns(lua_State *L, int cols);
+
 /* Pushes the rows at index rows (arrays of values, holes for NULL) as a
- * JSON array of objects keyed by the names at index cols. stack: +1 */
+ * JSON array of objects keyed by the names at index cols (an array, or
+ * what nyx_json_columns made of one). stack: +1 */
 void nyx_json_rows(lua_State *L, int cols, int rows);
 
 /* Pushes the value of the JSON text and returns 1, or pushes nil and a

@@ -7,6 +7,8 @@
  * neither (or NYX_OFFLINE=1), the embedded offline model. */
 #include "claude.h"
 #include "fake_claude.h"
+#include "json.h"
+#include "lua_json.h"
 #include "lua_nyx.h"
 #include "lua_task.h"
 
@@ -32,6 +34,7 @@ typedef struct call_box {
     int done, ref;
     nyx_buf events; /* streamed, not yet handed to Lua: len,event,len,data */
     size_t events_read;
+    nyx_buf scratch; /* the outcome's JSON and text, while it is built */
 } call_box;
 
 static int client_gc(lua_State *L)
@@ -137,13 +140,19 @@ static int call_gc(lua_State *L)
     call_box *b = lua_touserdata(L, 1);
     nyx_claude_cancel(&b->http); /* frees it too, if it ran */
     nyx_buf_free(&b->events);
+    nyx_buf_free(&b->scratch);
     return 0;
 }
 
 /* Milliseconds to the microsecond: short to print, exact enough. */
+static double to_us(double ms)
+{
+    return (double)(long long)(ms * 1e3 + 0.5) / 1e3;
+}
+
 static void set_number(lua_State *L, const char *k, double v)
 {
-    lua_pushnumber(L, (double)(long long)(v * 1e3 + 0.5) / 1e3);
+    lua_pushnumber(L, to_us(v));
     lua_setfield(L, -2, k);
 }
 
@@ -159,18 +168,103 @@ static void set_string(lua_State *L, const char *k, const char *v, size_t n)
     lua_setfield(L, -2, k);
 }
 
-/* What happened, as a table. stack: +1 */
+/* The attempts as the log's JSON: [{status, curl_code, ms, delay_ms,
+ * request_id}, ...], zero and empty fields left out. */
+static int attempts_json(nyx_buf *j, const nyx_claude_call *h)
+{
+    int rc = nyx_buf_add(j, "[", 1);
+    for (int i = 0; i < h->nattempts; i++) {
+        const nyx_claude_attempt *a = &h->attempts[i];
+        rc |= nyx_buf_add(j, i ? ",{\"status\":" : "{\"status\":", i ? 11 : 10);
+        rc |= nyx_json_add_integer(j, a->status);
+        if (a->curl_code) {
+            rc |= nyx_buf_add(j, ",\"curl_code\":", 13);
+            rc |= nyx_json_add_integer(j, a->curl_code);
+        }
+        rc |= nyx_buf_add(j, ",\"ms\":", 6);
+        rc |= nyx_json_add_number(j, to_us(a->ms));
+        if (a->delay_ms > 0) {
+            rc |= nyx_buf_add(j, ",\"delay_ms\":", 12);
+            rc |= nyx_json_add_number(j, to_us(a->delay_ms));
+        }
+        if (a->request_id[0]) {
+            rc |= nyx_buf_add(j, ",\"request_id\":", 14);
+            rc |= nyx_json_quote(j, a->request_id, strlen(a->request_id));
+        }
+        rc |= nyx_buf_add(j, "}", 1);
+    }
+    return rc | nyx_buf_add(j, "]", 1);
+}
+
+static int is_text_block(lua_State *L)
+{
+    size_t n;
+    const char *t = lua_getfield(L, -1, "type") == LUA_TSTRING
+                        ? lua_tolstring(L, -1, &n)
+                        : NULL;
+    lua_pop(L, 1);
+    return t && n == 4 && memcmp(t, "text", 4) == 0;
+}
+
+/* The text blocks of the response at the top joined, in the table below
+ * it as text; left to Lua (not set) unless every one holds a string. */
+static void set_text(lua_State *L, call_box *b)
+{
+    b->scratch.len = 0;
+    if (lua_getfield(L, -1, "content") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return;
+    }
+    int ok = 1;
+    for (lua_Integer i = 1; ok; i++) {
+        int t = lua_rawgeti(L, -1, i);
+        if (t != LUA_TTABLE) {
+            ok = t == LUA_TNIL;
+            lua_pop(L, 1);
+            break;
+        }
+        if (is_text_block(L)) {
+            size_t n;
+            ok = lua_getfield(L, -1, "text") == LUA_TSTRING;
+            const char *s = ok ? lua_tolstring(L, -1, &n) : NULL;
+            ok = ok && nyx_buf_add(&b->scratch, s, n) == 0;
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* content */
+    if (ok) {
+        lua_pushlstring(L, b->scratch.data ? b->scratch.data : "",
+                        b->scratch.len);
+        lua_setfield(L, -3, "text");
+    }
+}
+
+/* What happened, as a table: a 200's answer decoded (response, text),
+ * other bodies as they came, the headers and attempts as JSON for the
+ * log. stack: +1 */
 static void push_outcome(lua_State *L, call_box *b)
 {
     nyx_claude_call *h = &b->http;
     lua_createtable(L, 0, 12);
     set_integer(L, "status", h->status);
-    if (h->response.len)
+    if (h->status == 200 && !h->stream && h->response.len) {
+        int top = lua_gettop(L);
+        if (nyx_json_decode(L, h->response.data, h->response.len, 0) == 1 &&
+            lua_type(L, -1) == LUA_TTABLE) {
+            set_text(L, b);
+            lua_setfield(L, -2, "response");
+        }
+        lua_settop(L, top);
+    } else if (h->response.len) {
         set_string(L, "body", h->response.data, h->response.len);
+    }
     if (h->request_id[0])
         set_string(L, "request_id", h->request_id, strlen(h->request_id));
-    if (h->headers.len)
-        set_string(L, "headers", h->headers.data, h->headers.len);
+    if (h->headers.len) {
+        nyx_json_push_raw(L, h->headers.data, h->headers.len);
+        lua_setfield(L, -2, "headers");
+    }
     if (h->error[0])
         set_string(L, "error", h->error, strlen(h->error));
     lua_pushboolean(L, h->timed_out);
@@ -178,20 +272,10 @@ static void push_outcome(lua_State *L, call_box *b)
     set_integer(L, "retries", h->retries);
     set_integer(L, "events", h->events);
     set_number(L, "latency_ms", h->finished_ms - h->started_ms);
-    lua_createtable(L, h->nattempts, 0);
-    for (int i = 0; i < h->nattempts; i++) {
-        nyx_claude_attempt *a = &h->attempts[i];
-        lua_createtable(L, 0, 5);
-        set_integer(L, "status", a->status);
-        if (a->curl_code)
-            set_integer(L, "curl_code", a->curl_code);
-        set_number(L, "ms", a->ms);
-        if (a->delay_ms > 0)
-            set_number(L, "delay_ms", a->delay_ms);
-        if (a->request_id[0])
-            set_string(L, "request_id", a->request_id, strlen(a->request_id));
-        lua_rawseti(L, -2, i + 1);
-    }
+    b->scratch.len = 0;
+    if (attempts_json(&b->scratch, h) != 0)
+        luaL_error(L, "out of memory");
+    nyx_json_push_raw(L, b->scratch.data, b->scratch.len);
     lua_setfield(L, -2, "attempts");
 }
 
@@ -284,6 +368,154 @@ static int claude_request(lua_State *L)
     return nyx_await(L, &b->w, (lua_KContext)b, request_k);
 }
 
+/* ---- the request's body ------------------------------------------------ */
+
+/* The request's fields that are nyx's own, never sent (llm.lua's list). */
+static int nyx_field(const char *k, size_t n)
+{
+    static const char *const own[] = {"tree", "agent", "on_text", "cache",
+                                      "beta"};
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++)
+        if (strlen(own[i]) == n && memcmp(own[i], k, n) == 0)
+            return 1;
+    return 0;
+}
+
+static int key_is(const char *k, size_t n, const char *name)
+{
+    return strlen(name) == n && memcmp(k, name, n) == 0;
+}
+
+/* Appends "key": and the value at the top, popped. */
+static void add_member(lua_State *L, nyx_buf *b, const char *k, size_t n)
+{
+    int rc = nyx_buf_add(b, b->len > 1 ? "," : "", b->len > 1);
+    rc |= nyx_json_quote(b, k, n) | nyx_buf_add(b, ":", 1);
+    rc |= nyx_json_add_value(L, -1, b);
+    if (rc != 0)
+        luaL_error(L, "out of memory");
+    lua_pop(L, 1);
+}
+
+/* body(request, model, max_tokens, stream): the Messages API body of a
+ * request — nyx's own fields left out, model and max_tokens when the
+ * request has none, stream = true when stream is — and the messages'
+ * JSON, a slice of it (the log's prompt_text). Nothing when the request
+ * has a key that is not a string (llm.lua then encodes it as it did). */
+static int claude_body(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int stream = lua_toboolean(L, 4);
+    lua_settop(L, 3);
+    nyx_buf *b = nyx_json_push_buf(L); /* 4 */
+    size_t from = 0, to = 0, n;
+    if (nyx_buf_add(b, "{", 1) != 0)
+        return luaL_error(L, "out of memory");
+    static const char *const first[] = {"model", "max_tokens"};
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, 1, first[i]);
+        if (!lua_toboolean(L, -1)) { /* nil or false: the default */
+            lua_pop(L, 1);
+            lua_pushvalue(L, 2 + i);
+        }
+        add_member(L, b, first[i], strlen(first[i]));
+    }
+    if (stream) {
+        lua_pushboolean(L, 1);
+        add_member(L, b, "stream", 6);
+    }
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return 0;
+        const char *k = lua_tolstring(L, -2, &n);
+        if (nyx_field(k, n) || key_is(k, n, "model") ||
+            key_is(k, n, "max_tokens") || (stream && key_is(k, n, "stream"))) {
+            lua_pop(L, 1);
+            continue;
+        }
+        int messages = key_is(k, n, "messages");
+        if (messages)
+            from = b->len + (b->len > 1) + n + 3; /* after ,"messages": */
+        add_member(L, b, k, n);
+        if (messages)
+            to = b->len;
+    }
+    if (nyx_buf_add(b, "}", 1) != 0)
+        return luaL_error(L, "out of memory");
+    lua_pushlstring(L, b->data, b->len);
+    if (to > from)
+        lua_pushlstring(L, b->data + from, to - from);
+    else
+        lua_pushnil(L);
+    nyx_buf_free(b);
+    return 2;
+}
+
+/* Counts the cache_control at the top (popped) into n and ttl. */
+static void mark(lua_State *L, lua_Integer *n, lua_Integer *ttl)
+{
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        size_t len;
+        const char *t = lua_getfield(L, -1, "ttl") == LUA_TSTRING
+                            ? lua_tolstring(L, -1, &len)
+                            : NULL;
+        lua_Integer secs =
+            t && len == 2 && memcmp(t, "1h", 2) == 0 ? 3600 : 300;
+        lua_pop(L, 1);
+        *n += 1;
+        *ttl = secs > *ttl ? secs : *ttl;
+    }
+    lua_pop(L, 1);
+}
+
+/* The breakpoints among the blocks of the list at the top (popped). */
+static void mark_blocks(lua_State *L, lua_Integer *n, lua_Integer *ttl)
+{
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_Integer len = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= len; i++) {
+            if (lua_geti(L, -1, i) == LUA_TTABLE) {
+                lua_getfield(L, -1, "cache_control");
+                mark(L, n, ttl);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* breakpoints(body): how many cache_control breakpoints the body has
+ * where the API takes them (the top level, tools, system blocks, message
+ * content blocks) and the longest TTL in seconds (nil: none). Nothing when
+ * a message is not a table (llm.lua then counts, and fails, as it did). */
+static int claude_breakpoints(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = 0, ttl = 0;
+    lua_getfield(L, 1, "cache_control");
+    mark(L, &n, &ttl);
+    lua_getfield(L, 1, "tools");
+    mark_blocks(L, &n, &ttl);
+    lua_getfield(L, 1, "system");
+    mark_blocks(L, &n, &ttl);
+    lua_getfield(L, 1, "messages");
+    lua_Integer len = luaL_len(L, -1);
+    for (lua_Integer i = 1; i <= len; i++) {
+        if (lua_geti(L, -1, i) != LUA_TTABLE)
+            return 0;
+        lua_getfield(L, -1, "content");
+        mark_blocks(L, &n, &ttl);
+        lua_pop(L, 1);
+    }
+    lua_pushinteger(L, n);
+    if (ttl)
+        lua_pushinteger(L, ttl);
+    else
+        lua_pushnil(L);
+    return 2;
+}
+
 static int claude_endpoint(lua_State *L)
 {
     client *c = get_client(L);
@@ -330,10 +562,14 @@ static int claude_in_flight(lua_State *L)
 
 int luaopen_nyx_claude(lua_State *L)
 {
-    static const luaL_Reg funcs[] = {
-        {"request", claude_request},       {"endpoint", claude_endpoint},
-        {"in_flight", claude_in_flight},   {"fake_stats", claude_fake_stats},
-        {"fake_reset", claude_fake_reset}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"request", claude_request},
+                                     {"endpoint", claude_endpoint},
+                                     {"body", claude_body},
+                                     {"breakpoints", claude_breakpoints},
+                                     {"in_flight", claude_in_flight},
+                                     {"fake_stats", claude_fake_stats},
+                                     {"fake_reset", claude_fake_reset},
+                                     {NULL, NULL}};
     nyx_gc_metatable(L, CALL_MT, call_gc);
     luaL_newlib(L, funcs);
     return 1;

@@ -5,6 +5,7 @@
 #include "lua_task.h"
 #include "paths.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
@@ -175,25 +176,25 @@ static int core_now(lua_State *L)
 /* The wall clock as PostgreSQL takes it: "2026-12-04 20:40:50.123456+00". */
 static int core_timestamp(lua_State *L)
 {
-    /* the date and time of the last second asked for, formatted once */
-    static time_t last = -1;
-    static char prefix[32];
-    static size_t plen;
+    /* two per LLM call: the date and time are formatted once a second */
+    static _Thread_local time_t last = -1;
+    static _Thread_local char buf[64];
+    static _Thread_local size_t n;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (ts.tv_sec != last) {
         struct tm tm;
         gmtime_r(&ts.tv_sec, &tm);
-        plen = strftime(prefix, sizeof prefix, "%Y-%m-%d %H:%M:%S.", &tm);
+        n = strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
         last = ts.tv_sec;
     }
-    char buf[48];
-    memcpy(buf, prefix, plen);
     long us = ts.tv_nsec / 1000;
+    char *p = buf + n;
+    *p++ = '.';
     for (int i = 5; i >= 0; i--, us /= 10)
-        buf[plen + (size_t)i] = (char)('0' + us % 10);
-    memcpy(buf + plen + 6, "+00", 3);
-    lua_pushlstring(L, buf, plen + 9);
+        p[i] = (char)('0' + us % 10);
+    memcpy(p + 6, "+00", 3);
+    lua_pushlstring(L, buf, n + 10);
     return 1;
 }
 
@@ -278,12 +279,23 @@ static int core_json_raw(lua_State *L)
 }
 
 /* json_rows(columns, rows): [{"column": value, ...}, ...] (nil values
- * left out), how log rows reach json_populate_recordset. */
+ * left out), how log rows reach json_populate_recordset; columns is a
+ * list of names or what json_columns made of one. */
 static int core_json_rows(lua_State *L)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!luaL_testudata(L, 1, NYX_JSON_COLUMNS))
+        luaL_checktype(L, 1, LUA_TTABLE);
     luaL_checktype(L, 2, LUA_TTABLE);
     nyx_json_rows(L, 1, 2);
+    return 1;
+}
+
+/* json_columns(names): the column names ready for json_rows, quoted
+ * once (for a list used again and again, as the log writer's are). */
+static int core_json_columns(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    nyx_json_columns(L, 1);
     return 1;
 }
 
@@ -298,6 +310,22 @@ static int core_json_encode(lua_State *L)
 static int core_refs(lua_State *L)
 {
     lua_pushinteger(L, nyx_ref_count());
+    return 1;
+}
+
+/* is_uuid(s): s is a UUID in text form (8-4-4-4-12 hex digits, either
+ * case), what llm.lua and tree.lua check every id they are given against;
+ * a Lua pattern of 36 classes cost more than the rest of the check. */
+static int core_is_uuid(lua_State *L)
+{
+    size_t len;
+    const char *s = lua_tolstring(L, 1, &len);
+    int ok = lua_type(L, 1) == LUA_TSTRING && len == 36;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = i == 8 || i == 13 || i == 18 || i == 23
+                 ? s[i] == '-'
+                 : isxdigit((unsigned char)s[i]) != 0;
+    lua_pushboolean(L, ok);
     return 1;
 }
 
@@ -337,6 +365,7 @@ int luaopen_nyx_core(lua_State *L)
 {
 
     static const luaL_Reg funcs[] = {{"uuid", core_uuid},
+                                     {"is_uuid", core_is_uuid},
                                      {"refs", core_refs},
                                      {"now", core_now},
                                      {"timestamp", core_timestamp},
@@ -350,6 +379,7 @@ int luaopen_nyx_core(lua_State *L)
                                      {"json_raw", core_json_raw},
                                      {"json_rows", core_json_rows},
                                      {"embedded", core_embedded},
+                                     {"json_columns", core_json_columns},
                                      {NULL, NULL}};
     luaL_newmetatable(L, NYX_JSON_RAW);
     lua_pop(L, 1);

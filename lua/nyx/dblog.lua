@@ -8,6 +8,7 @@
 local M = {}
 
 local IDENT = "^[%l_][%l%d_]*$"
+local unpack = table.unpack
 
 -- Folds update rows into the rows before them that have the same table and
 -- key (the first column): an update of a row inserted in the same batch
@@ -27,6 +28,37 @@ local function index_of(columns)
   return idx
 end
 
+-- Where an update's columns go in a row with the given columns: their
+-- positions, the columns the row lacks appended to a copy of its list.
+-- Made once per pair of column lists (nyx's are constants) and never
+-- changed after, so rows widened alike share one list and one statement.
+-- Column lists, like the index above, are not to be changed once logged.
+local merges = setmetatable({}, { __mode = "k" }) -- columns -> {update columns -> merge}
+
+local function merge(columns, ucols)
+  local of = merges[columns]
+  if not of then
+    of = setmetatable({}, { __mode = "k" })
+    merges[columns] = of
+  end
+  local m = of[ucols]
+  if m and m.n == #ucols then return m end
+  local idx, cols, at, added = index_of(columns), columns, {}, {}
+  for i = 2, #ucols do
+    local c = ucols[i]
+    local j = idx[c] or added[c]
+    if not j then
+      if cols == columns then cols = table.move(columns, 1, #columns, 1, {}) end
+      j = #cols + 1
+      cols[j], added[c] = c, j
+    end
+    at[i] = j
+  end
+  m = { columns = cols, at = at, n = #ucols }
+  of[ucols] = m
+  return m
+end
+
 local function fold(batches)
   local out, by_table = {}, {}
   for _, rows in ipairs(batches) do
@@ -38,27 +70,14 @@ local function fold(batches)
       if at then
         local target = out[at]
         if not target.own then -- a copy to change, not the caller's row
-          local n = #target.columns
           target = { table = target.table, columns = target.columns, update = target.update, own = true,
-                     values = table.move(target.values, 1, n, 1, {}) }
+                     values = { unpack(target.values, 1, #target.columns) } } -- made at its size
           out[at] = target
         end
-        local idx = index_of(target.columns)
-        for i = 2, #row.columns do
-          local c = row.columns[i]
-          local j = idx[c]
-          if not j then -- a column the row does not have yet: widen it
-            if not target.wide then
-              target.columns = table.move(target.columns, 1, #target.columns, 1, {})
-              target.wide = true
-            end
-            j = #target.columns + 1
-            target.columns[j] = c
-            indexes[target.columns] = nil
-            idx = index_of(target.columns)
-          end
-          target.values[j] = row.values[i]
-        end
+        local m = merge(target.columns, row.columns)
+        local into, values, from = target.values, row.values, m.at
+        target.columns = m.columns
+        for i = 2, m.n do into[from[i]] = values[i] end
       else
         out[#out + 1] = row
         if id ~= nil then keyed[id] = #out end
@@ -74,7 +93,9 @@ end
 -- there is nothing to write), the groups in parameter order ({ncol = 1,
 -- rows = {{json}}}: one parameter each) and how many parameters there are.
 local keys = setmetatable({}, { __mode = "k" }) -- columns table -> "a,b"
-local json_rows = require("nyx.core").json_rows
+local core = require "nyx.core"
+local json_rows, json_columns = core.json_rows, core.json_columns
+local ready = setmetatable({}, { __mode = "k" }) -- columns table -> json_columns(it)
 
 function M.build(batches)
   for _, rows in ipairs(batches) do
@@ -91,13 +112,17 @@ function M.build(batches)
         cols = table.concat(row.columns, ",")
         keys[row.columns] = cols
       end
-      local key = (row.update and "U" or "I") .. row.table .. cols
-      local g = by_key[key]
+      -- grouped by column list, then table (a new key string per row cost
+      -- more than the rest of the grouping)
+      local of_cols = by_key[cols]
+      if not of_cols then of_cols = {}; by_key[cols] = of_cols end
+      local tkey = row.update and "U" .. tostring(row.table) or row.table
+      local g = of_cols[tkey]
       if not g then
         assert(type(row.table) == "string" and row.table:match(IDENT), "bad table name in a log row")
         for _, c in ipairs(row.columns) do assert(c:match(IDENT), "bad column name in a log row") end
         g = { table = row.table, columns = row.columns, list = cols, rows = {}, update = row.update }
-        by_key[key] = g
+        of_cols[tkey] = g
         groups[#groups + 1] = g
       end
       g.rows[#g.rows + 1] = row.values
@@ -118,7 +143,9 @@ function M.build(batches)
       stmt = ("INSERT INTO %s (%s) SELECT %s FROM json_populate_recordset(NULL::%s, $%d)"):format(
         g.table, g.list, g.list, g.table, i)
     end
-    g.ncol, g.rows = 1, { { json_rows(cols, g.rows) } }
+    local names = ready[cols]
+    if not names then names = json_columns(cols); ready[cols] = names end
+    g.ncol, g.rows = 1, { { json_rows(names, g.rows) } }
     parts[i] = i < #groups and ("g%d AS (%s RETURNING 1)"):format(i, stmt) or stmt
   end
   if #parts == 0 then return nil, groups, 0 end

@@ -21,7 +21,7 @@ M.default_max_tokens = 4096
 -- Fields of a request that are nyx's own and never sent to the API.
 local NYX_FIELDS = { tree = true, agent = true, on_text = true, cache = true, beta = true }
 
-local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+local is_uuid = core.is_uuid -- the pattern ^%x{8}%-%x{4}%-%x{4}%-%x{4}%-%x{12}$, in C
 
 local function argerror(why)
   error("bad argument #1 to 'complete' (" .. why .. ")", 3)
@@ -33,7 +33,7 @@ local function id_of(v, what, required)
     return nil
   end
   local id = type(v) == "table" and v.id or v
-  if type(id) ~= "string" or not id:match(UUID) then
+  if type(id) ~= "string" or not is_uuid(id) then
     argerror(what .. " must be a node (table with an id) or a UUID string")
   end
   return id
@@ -76,6 +76,18 @@ local function mark_prefix(body, ttl)
   end
 end
 
+-- The body to send as a table of its own: the request without nyx's own
+-- fields, model and max_tokens defaulted, stream set for on_text.
+local function request_copy(req, model, max_tokens, on_text)
+  local body = {}
+  for k, v in pairs(req) do
+    if not NYX_FIELDS[k] then body[k] = v end
+  end
+  body.model, body.max_tokens = model, max_tokens
+  if on_text then body.stream = true end
+  return body
+end
+
 -- Breakpoints (cache_control) where the API takes them — tools, system
 -- blocks, message content blocks, the top level — and the longest TTL
 -- among them in seconds.
@@ -102,12 +114,11 @@ local function breakpoints(body)
   return n, ttl
 end
 
-local function validate(body)
-  if type(body.model) ~= "string" or body.model == "" then argerror("model must be a model id string") end
-  if math.type(body.max_tokens) ~= "integer" or body.max_tokens < 1 then
+local function validate(model, max_tokens, msgs, system)
+  if type(model) ~= "string" or model == "" then argerror("model must be a model id string") end
+  if math.type(max_tokens) ~= "integer" or max_tokens < 1 then
     argerror("max_tokens must be a positive integer")
   end
-  local msgs = body.messages
   if type(msgs) ~= "table" or #msgs == 0 then argerror("messages must be a non-empty array of messages") end
   for i, m in ipairs(msgs) do
     if type(m) ~= "table" or (m.role ~= "user" and m.role ~= "assistant") then
@@ -117,7 +128,7 @@ local function validate(body)
       argerror(("messages[%d].content must be a string or an array of content blocks"):format(i))
     end
   end
-  if body.system ~= nil and type(body.system) ~= "string" and type(body.system) ~= "table" then
+  if system ~= nil and type(system) ~= "string" and type(system) ~= "table" then
     argerror("system must be a string or an array of text blocks")
   end
 end
@@ -209,7 +220,7 @@ local function interpret(out, stream, timeout)
     return nil, { type = e.type or ("http_" .. out.status), message = e.message or ("HTTP " .. out.status) }
   end
   if stream.on_event then return stream.finish() end
-  local resp = decode(out.body or "")
+  local resp = out.response -- decoded in C
   if type(resp) ~= "table" or type(resp.content) ~= "table" then
     return nil, { type = "invalid_response", message = "the answer is not a Messages API response" }
   end
@@ -235,28 +246,34 @@ function M.complete(req)
   local agent_id = id_of(req.agent, "agent", false)
   local on_text = req.on_text
   if on_text ~= nil and type(on_text) ~= "function" then argerror("on_text must be a function") end
-  local body = {}
-  for k, v in pairs(req) do
-    if not NYX_FIELDS[k] then body[k] = v end
+  local model = req.model or M.default_model
+  local max_tokens = req.max_tokens or M.default_max_tokens
+  local streamed = req.stream
+  if on_text then streamed = true end
+  validate(model, max_tokens, req.messages, req.system)
+  local body = req -- sent without nyx's own fields (claude.body leaves them out)
+  if req.cache then
+    body = request_copy(req, model, max_tokens, on_text)
+    mark_prefix(body, req.cache)
   end
-  body.model = body.model or M.default_model
-  body.max_tokens = body.max_tokens or M.default_max_tokens
-  if on_text then body.stream = true end
-  validate(body)
-  if req.cache then mark_prefix(body, req.cache) end
-  local nbreak, ttl = breakpoints(body)
+  local nbreak, ttl = claude.breakpoints(body)
+  if not nbreak then nbreak, ttl = breakpoints(body) end
   if nbreak > 4 then
     argerror(("%d cache_control breakpoints; the API allows at most 4"):format(nbreak))
   end
   local guard = M.guard
   if guard then guard.before(tree_id, agent_id) end -- a budget may refuse
-  local payload = encode(body)
+  local payload, prompt_text = claude.body(body, model, max_tokens, on_text ~= nil)
+  if not payload then -- a key that is not a string: encoded as a copy, as ever
+    body = request_copy(body, model, max_tokens, on_text)
+    payload, prompt_text = encode(body), encode(body.messages)
+  end
   local settings = config.values()
   local timeout = settings.llm_timeout_seconds or 60
-  local stream = body.stream and assembler(on_text) or {}
+  local stream = streamed and assembler(on_text) or {}
   local started = core.timestamp()
   local out = claude.request(payload, {
-    stream = body.stream, beta = req.beta, on_event = stream.on_event,
+    stream = streamed, beta = req.beta, on_event = stream.on_event,
     max_retries = settings.default_retry_attempts or 3, timeout = timeout,
   })
   local finished = core.timestamp()
@@ -265,25 +282,25 @@ function M.complete(req)
   local cost, without = nil, nil
   if resp then
     local pricing = hot.require("pricing", function(m) return type(m.cost) == "function" end)
-    cost, without = pricing.cost(resp.model or body.model, usage)
+    cost, without = pricing.cost(resp.model or model, usage)
   end
   local id = core.uuid()
-  local text = resp and joined_text(resp.content, "text") or nil
+  local text = resp and (out.text or joined_text(resp.content, "text")) or nil
   local read = usage.cache_read_input_tokens or 0
   local err_msg = failure and ("%s: %s%s"):format(failure.type, failure.message,
     out.request_id and (" (request-id " .. out.request_id .. ")") or "") or nil
   local ok, log_err = pcall(db.log, {
     { table = "llm_interactions", columns = INTERACTION_COLUMNS, values = {
-      id, agent_id, tree_id, "claude", resp and resp.model or body.model,
-      encode(body.messages), system_text(body.system), text, started, finished,
+      id, agent_id, tree_id, "claude", resp and resp.model or model,
+      prompt_text, system_text(body.system), text, started, finished,
       usage.input_tokens, usage.output_tokens, read, usage.cache_creation_input_tokens or 0, read,
       math.floor(out.latency_ms + 0.5), cost, without, nbreak > 0, ttl, read > 0,
       resp ~= nil, err_msg, out.retries,
     } },
     { table = "llm_call_details", columns = DETAIL_COLUMNS, values = {
       id, out.request_id, resp and resp.id, out.status, resp and resp.stop_reason,
-      failure and failure.type, body.stream == true, resp and resp.usage,
-      out.headers and core.json_raw(out.headers), out.attempts,
+      failure and failure.type, streamed == true, resp and resp.usage,
+      out.headers, out.attempts, -- JSON already (core.json_raw)
     } },
   })
   if guard then guard.after(tree_id, usage, cost, resp ~= nil) end

@@ -29,7 +29,7 @@ local COLUMNS = [[id, parent_id, root_id, goal, status, depth, created_at,
   updated_at, completed_at, metadata, success_score, quality_score,
   speed_score, usefulness_score, overall_weight, importance_level]]
 
-local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+local is_uuid = core.is_uuid -- the pattern ^%x{8}%-%x{4}%-%x{4}%-%x{4}%-%x{12}$, in C
 
 local SOURCE = debug.getinfo(1, "S").source
 
@@ -54,7 +54,7 @@ local function check_id(id, n, fn)
   if type(id) ~= "string" then
     argerror(n, fn, ("id must be a UUID string, got %s"):format(type(id)))
   end
-  if not id:match(UUID) then
+  if not is_uuid(id) then
     argerror(n, fn, ("not a UUID: '%s'"):format(id))
   end
   return id:lower()

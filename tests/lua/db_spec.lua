@@ -245,6 +245,23 @@ describe("nyx.db.log", function()
     assert.matches("nyx: log rows were not written: .*agents_status_check", res.err)
   end)
 
+  it("folds many rows widened alike, each with its own values", function()
+    local cols, ucols = { "id", "thought_tree_id", "agent_type", "agent_class", "status" }, { "id", "status", "state" }
+    local ids = {}
+    for i = 1, 5 do
+      ids[i] = nyx.uuid()
+      nyx.db.log({ { table = "agents", columns = cols, values = { ids[i], root.id, "task", "alike", "spawned" } } }, { wait = false })
+    end
+    for i = 1, 5 do
+      nyx.db.log({ { table = "agents", update = true, columns = ucols, values = { ids[i], "active", { n = i } } } }, { wait = false })
+    end
+    nyx.db.flush()
+    for i = 1, 5 do
+      local r = nyx.db.query("SELECT status, state FROM agents WHERE id = $1", ids[i])[1]
+      assert.are.same({ "active", { n = i } }, { r.status, r.state })
+    end
+  end)
+
   it("works outside a task too, and refuses empty rows", function()
     local ok = nyx.task.spawn(function() return true end) -- keep the scheduler honest
     assert.is_true(nyx.db.log{ row(root.id, "direct") })

@@ -27,12 +27,55 @@ describe("nyx's JSON codec", function()
     assert.are.equal('"\\u0001\\t"', enc("\1\t"))
   end)
 
+  it("writes floats as the shortest of %.15g and %.17g that reads back (costs take a faster path)", function()
+    local function printf(d)
+      local s = ("%.15g"):format(d)
+      return tonumber(s) == d and s or ("%.17g"):format(d)
+    end
+    local list = { 0.0, -0.0, 1e-4, 9.99e-5, 1e-5, 0.5, -5.5, 123.0, 1e14, 1e15, 1e15 - 0.5, 999999999999999.0,
+                   2 ^ 53 + 0.0, 0.1 + 0.2, 1 / 3, -2 / 3, 0.000123, 12.345, 3e-6 * 17, 4096.001, 1e300, -1e-300 }
+    math.randomseed(7)
+    for _ = 1, 2000 do
+      local d = (math.random() - 0.5) * 10.0 ^ math.random(-8, 17)
+      list[#list + 1] = d
+      list[#list + 1] = math.floor(d * 1000 + 0.5) / 1000 + 0.0
+      list[#list + 1] = math.random(1, 100000) * 3e-6 + math.random(1, 1000) * 15e-6
+    end
+    for _, d in ipairs(list) do assert.are.equal(printf(d), enc(d)) end
+  end)
+
   it("reads what lua-cjson writes, and JSON with every escape", function()
     local t = dec(nyx.json.encode{ list = { 1, 2 }, name = "n" })
     assert.are.same({ list = { 1, 2 }, name = "n" }, t)
     assert.are.equal("a/b\"\\\b\f\n\r\té😀", dec('"a\\/b\\"\\\\\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00"'))
     assert.are.same({ 1.5e3, -0.25, 12345678901234567890 }, dec("[1.5e3, -0.25, 12345678901234567890]"))
     assert.are.same({ a = 1 }, dec(' { "a" : 1 , "b" : null } ')) -- null: absent
+  end)
+
+  it("reads containers of every size (tables made at their size once they close)", function()
+    for _, n in ipairs{ 1, 31, 32, 33, 64, 65, 1000 } do
+      local arr, obj = {}, {}
+      for i = 1, n do arr[i] = i; obj["k" .. i] = { i } end
+      assert.are.same(arr, dec(enc(arr)))
+      assert.are.same(obj, dec(enc(obj)))
+    end
+    assert.are.same({ 1, nil, 3 }, dec("[1,null,3]"))
+    assert.are.same({ a = 2 }, dec('{"a":1,"b":null,"a":2}')) -- the last of a repeated key wins
+    local long = {}
+    for i = 1, 40 do long[i] = i == 35 and "null" or tostring(i) end
+    local back = dec("[" .. table.concat(long, ",") .. "]")
+    assert.are.equal(40, back[40])
+    assert.is_nil(back[35])
+  end)
+
+  it("writes log rows the same from a list of names or from json_columns", function()
+    local cols = { "id", "na\"me", "n", "obj" }
+    local rows = { { "a", "x", 1, { k = true } }, { "b", nil, 2.5 }, { nil, nil, nil, nil } }
+    local text = core.json_rows(cols, rows)
+    assert.are.equal(text, core.json_rows(core.json_columns(cols), rows))
+    assert.are.same({ { id = "a", ["na\"me"] = "x", n = 1, obj = { k = true } }, { id = "b", n = 2.5 }, {} }, dec(text))
+    assert.are.equal("[]", core.json_rows(core.json_columns{}, {}))
+    assert.has_error(function() core.json_rows(io.stdout, rows) end)
   end)
 
   it("refuses what JSON cannot say, and says where text is wrong", function()
