@@ -99,9 +99,21 @@ int nyx_loop_watch(nyx_loop *loop, int fd, unsigned events, nyx_io_cb cb,
     if (!events && !w->events)
         return 0;
     if (epoll_ctl(loop->epfd, op, fd, &ev) < 0) {
-        /* the fd was closed behind our back: epoll already forgot it */
-        if (!(op == EPOLL_CTL_DEL && (errno == EBADF || errno == ENOENT)))
+        /* The fd was closed behind our back (epoll forgot it when it was
+         * closed), and its number may be in use again by a new file that
+         * we are asked to watch: add it instead of modifying it, or the
+         * new file is never watched (a transfer waits for its timeout). */
+        if (op == EPOLL_CTL_DEL && (errno == EBADF || errno == ENOENT)) {
+            /* already gone: nothing to stop */
+        } else if (op == EPOLL_CTL_MOD && errno == ENOENT) {
+            if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+                return -1;
+        } else if (op == EPOLL_CTL_ADD && errno == EEXIST) {
+            if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, fd, &ev) < 0)
+                return -1;
+        } else {
             return -1;
+        }
     }
     loop->watched += (events != 0) - (w->events != 0);
     w->events = events;

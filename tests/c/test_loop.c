@@ -102,10 +102,41 @@ static void test_fd_watch(void)
     nyx_loop_free(loop);
 }
 
+/* A watched fd closed without being unwatched (curl and libpq close
+ * their sockets themselves) whose number comes back for a new file: the
+ * new file is watched, not lost (a transfer would wait for its timeout). */
+static void test_fd_reused_after_close(void)
+{
+    nyx_loop *loop = nyx_loop_new();
+    int a[2], b[2];
+    CHECK(pipe(a) == 0);
+    reads = 0;
+    CHECK_INT(nyx_loop_watch(loop, a[0], NYX_READ, on_read, NULL), 0);
+    int num = a[0];
+    close(a[0]); /* behind the loop's back: epoll forgets it */
+    CHECK(pipe(b) == 0);
+    if (b[0] != num) { /* make the new read end take the old number */
+        CHECK(dup2(b[0], num) == num);
+        close(b[0]);
+        b[0] = num;
+    }
+    CHECK_INT(nyx_loop_watch(loop, b[0], NYX_READ, on_read, NULL), 0);
+    CHECK(write(b[1], "xyz", 3) == 3);
+    CHECK_INT(nyx_loop_run_once(loop, 1000), 1);
+    CHECK_INT(reads, 3);
+    /* and the same when it was last watched for writing */
+    CHECK_INT(nyx_loop_watch(loop, b[0], 0, NULL, NULL), 0);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+    nyx_loop_free(loop);
+}
+
 int main(void)
 {
     RUN(test_timers_fire_in_order);
     RUN(test_many_timers);
     RUN(test_fd_watch);
+    RUN(test_fd_reused_after_close);
     return test_done();
 }
