@@ -281,7 +281,8 @@ end
 -- sub-orchestrator) is done. An agent waiting here gives its slots back.
 function Handle:wait()
   if not self.outcome then
-    waiting(self.task.wait, self.task)
+    local t = self.task
+    waiting(t.wait, t)
   end
   return finished(self)
 end
@@ -373,9 +374,17 @@ local function agent_main(a, run, input)
 end
 
 -- A task's function: no closure per agent (and no hold on its spec).
+-- What a finished agent or orchestrator no longer needs is let go: a
+-- parent keeps its children's handles (and nodes) until it is done, so on
+-- a wide tree these add up.
+local FINISHED = setmetatable({}, { __name = "finished" }) -- a node's owner once done
+
 local function agent_body(h, a, run, input)
   h.outcome = agent_main(a, run, input)
   agent_of_task[h.task] = nil
+  h.task = nil
+  if a.node.owner == a then a.node.owner = FINISHED end
+  a.orchestrator, a.parent, a.inbox, a.arrived = nil, nil, nil, nil
 end
 
 local function spawn_agent(spec, orchestrator, parent, base)
@@ -681,7 +690,12 @@ function run_orchestrator(node, opts, parent)
   if node.owner == o then set_node_status(node, "in_progress") end
   commit()
   local h = setmetatable({ kind = "orchestrator", id = o.id, orchestrator = o }, Handle)
-  h.task = task.spawn(function() h.outcome = orch_main(o, strategy) end)
+  h.task = task.spawn(function()
+    h.outcome = orch_main(o, strategy)
+    h.task = nil
+    if node.owner == o then node.owner = FINISHED end
+    o.parent, o.budget = nil, nil
+  end)
   return h
 end
 
