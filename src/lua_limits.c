@@ -99,12 +99,15 @@ static int acquire_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
-/* pool:acquire(): takes a slot, waiting (in FIFO order) while none is
- * free; returns true. */
+/* pool:acquire([front]): takes a slot, waiting (in FIFO order) while none
+ * is free; returns true. front: wait ahead of the queue (for a task taking
+ * back the slot it gave up while it waited, so it does not queue behind
+ * work that has not started). */
 static int pool_acquire(lua_State *L)
 {
     pool *p = check_pool(L, 1);
-    if (!p->head && p->active < p->limit) {
+    int front = lua_toboolean(L, 2);
+    if ((front || !p->head) && p->active < p->limit) {
         take(p);
         lua_pushboolean(L, 1);
         return 1;
@@ -116,12 +119,21 @@ static int pool_acquire(lua_State *L)
     lua_setiuservalue(L, -2, 1);
     sw->pool = p;
     sw->queued = 1;
-    sw->prev = p->tail;
-    if (p->tail)
-        p->tail->next = sw;
-    else
+    if (front) {
+        sw->next = p->head;
+        if (p->head)
+            p->head->prev = sw;
+        else
+            p->tail = sw;
         p->head = sw;
-    p->tail = sw;
+    } else {
+        sw->prev = p->tail;
+        if (p->tail)
+            p->tail->next = sw;
+        else
+            p->head = sw;
+        p->tail = sw;
+    }
     p->waiting++;
     return nyx_await(L, &sw->w, (lua_KContext)sw, acquire_k);
 }

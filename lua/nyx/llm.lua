@@ -289,7 +289,7 @@ function M.complete(req)
   local read = usage.cache_read_input_tokens or 0
   local err_msg = failure and ("%s: %s%s"):format(failure.type, failure.message,
     out.request_id and (" (request-id " .. out.request_id .. ")") or "") or nil
-  local ok, log_err = pcall(db.log, {
+  local ok, log_err = pcall(guard and guard.log or db.log, {
     { table = "llm_interactions", columns = INTERACTION_COLUMNS, values = {
       id, agent_id, tree_id, "claude", resp and resp.model or model,
       prompt_text, system_text(body.system), text, started, finished,
@@ -327,7 +327,8 @@ end
 
 --- guard: set by the runtime (nyx.runtime) to enforce budgets: before(tree_id,
 -- agent_id) may raise to refuse a call; after(tree_id, usage, cost, ok) counts
--- what a call spent. nil: no budgets.
+-- what a call spent; log(rows) writes the call's rows (nyx.db.log, with the
+-- agent's slots free meanwhile). nil: no budgets.
 M.guard = nil
 
 --- endpoint(): {base_url =, offline = bool}: where calls go (never the key).

@@ -158,24 +158,6 @@ local function budget_check(b)
   end
 end
 
-llm.guard = {
-  before = function(tree_id)
-    local b = node_budget[tree_id]
-    if not b then return end
-    budget_check(b)
-    while b do b.spent.calls = b.spent.calls + 1; b = b.parent end
-  end,
-  after = function(tree_id, usage, cost)
-    local b = node_budget[tree_id]
-    local tokens = (usage.input_tokens or 0) + (usage.output_tokens or 0) +
-                   (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
-    while b do
-      b.spent.tokens = b.spent.tokens + tokens
-      b.spent.usd = b.spent.usd + (cost or 0)
-      b = b.parent
-    end
-  end,
-}
 
 -- What the subtree under node_id has spent so far, from llm_interactions.
 local function spent_under(node_id)
@@ -225,17 +207,22 @@ local function write_active(o)
 end
 
 -- Takes the agent's slots: its orchestrator's, then the process's; waits
--- (FIFO) for each.
-local function take_slots(a)
+-- (FIFO) for each. back: the agent takes back slots it gave up while it
+-- waited, ahead of agents that have not started. quiet: the count in the
+-- orchestrators row is not written (a give-back of a few milliseconds).
+local function take_slots(a, back, quiet)
   if stopping then raise("cancelled", "nyx is stopping (" .. stopping .. "): no new work starts") end
   local o = a.orchestrator
-  if o then o.pool:acquire() end
-  global_pool():acquire()
+  if o then o.pool:acquire(back) end
+  global_pool():acquire(back)
   a.holding = true
-  if o then o.active = o.active + 1; write_active(o) end
+  if o then
+    o.active = o.active + 1
+    if not quiet then write_active(o) end
+  end
 end
 
-local function give_slots(a)
+local function give_slots(a, quiet)
   if not a.holding then return end
   a.holding = false
   global:release()
@@ -243,7 +230,7 @@ local function give_slots(a)
   if o then
     o.pool:release()
     o.active = o.active - 1
-    write_active(o)
+    if not quiet then write_active(o) end
   end
 end
 
@@ -260,11 +247,40 @@ local function waiting(fn, ...)
   give_slots(a)
   commit()
   local r = table.pack(pcall(fn, ...))
-  take_slots(a)
+  take_slots(a, true)
   commit()
   if not r[1] then error(r[2], 0) end
   return table.unpack(r, 2, r.n)
 end
+
+llm.guard = {
+  -- while an LLM call's rows commit, its agent's slots serve others
+  log = function(rows)
+    local a = current_agent()
+    if not (a and a.holding) then return db.log(rows) end
+    give_slots(a, true)
+    local ok, err = pcall(db.log, rows)
+    take_slots(a, true, true)
+    if not ok then error(err, 0) end
+    return true
+  end,
+  before = function(tree_id)
+    local b = node_budget[tree_id]
+    if not b then return end
+    budget_check(b)
+    while b do b.spent.calls = b.spent.calls + 1; b = b.parent end
+  end,
+  after = function(tree_id, usage, cost)
+    local b = node_budget[tree_id]
+    local tokens = (usage.input_tokens or 0) + (usage.output_tokens or 0) +
+                   (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    while b do
+      b.spent.tokens = b.spent.tokens + tokens
+      b.spent.usd = b.spent.usd + (cost or 0)
+      b = b.parent
+    end
+  end,
+}
 
 -- Handles: what spawn and orchestrate return.
 local Handle = {}

@@ -173,6 +173,18 @@ describe("the runtime", function()
     nyx.task.wait_all({ hs[1], hs[2], hs[3] })
     assert.are.equal(3, woke)
     assert.are.equal(5, pool:stats().peak)
+    -- a task taking back its slot waits ahead of the queue
+    local one = nyx.limits.pool(1)
+    one:acquire()
+    local seen = {}
+    local q = {}
+    for i, front in ipairs({ false, false, true }) do
+      q[i] = nyx.task.spawn(function() one:acquire(front); seen[#seen + 1] = i; one:release() end)
+    end
+    nyx.task.sleep(0.01)
+    one:release()
+    nyx.task.wait_all(q)
+    assert.are.same({ 3, 1, 2 }, seen)
     assert.has_error(function() nyx.limits.pool(0) end)
     assert.matches("recursion limit: depth 4 is deeper than max_recursion_depth %(3%)", nyx.limits.depth(4, 3))
     assert.is_nil(nyx.limits.depth(3, 3))
