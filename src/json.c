@@ -383,22 +383,6 @@ double nyx_json_num(const nyx_json *obj, const char *key, double def)
     return v && v->type == NYX_JNUM ? v->num : def;
 }
 
-/* Makes room for extra more bytes (and the terminating NUL). */
-static int reserve(nyx_buf *b, size_t extra)
-{
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->data, cap);
-    if (!p)
-        return -1;
-    b->data = p;
-    b->cap = cap;
-    return 0;
-}
-
 /* Bytes a JSON string cannot hold as they are. */
 static const unsigned char ESCAPE[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,         1,
@@ -407,7 +391,7 @@ static const unsigned char ESCAPE[256] = {
 int nyx_json_quote(nyx_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    if (reserve(b, len + 2) < 0)
+    if (nyx_buf_reserve(b, len + 2) < 0)
         return -1;
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     char *d = b->data + b->len;
@@ -422,7 +406,7 @@ int nyx_json_quote(nyx_buf *b, const char *s, size_t len)
         if (p == end)
             break;
         b->len = (size_t)(d - b->data);
-        if (reserve(b, (size_t)(end - p) + 6 + 1) < 0)
+        if (nyx_buf_reserve(b, (size_t)(end - p) + 6 + 1) < 0)
             return -1;
         d = b->data + b->len;
         unsigned char c = *p++;

@@ -398,25 +398,10 @@ int luaopen_nyx_core(lua_State *L)
 
 /* ---- finding modules ------------------------------------------------- */
 
-/* embedded(name): whether module name (lua/NAME.lua) is compiled in. */
-static int core_embedded(lua_State *L)
+/* The compiled-in copy of module name (lua/NAME.lua or lua/NAME/init.lua),
+ * or NULL. stack: +1 (lua/NAME, for messages) */
+static const nyx_asset *find_module(lua_State *L, const char *name)
 {
-    const char *name = luaL_checkstring(L, 1);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addstring(&b, "lua/");
-    luaL_addgsub(&b, name, ".", "/");
-    luaL_addstring(&b, ".lua");
-    luaL_pushresult(&b);
-    lua_pushboolean(L, nyx_asset_find(lua_tostring(L, -1)) != NULL);
-    return 1;
-}
-
-/* package.searchers entry for the copies of the lua/nyx files compiled into
- * the binary; it runs after the path searcher, so files on disk win. */
-static int embedded_searcher(lua_State *L)
-{
-    const char *name = luaL_checkstring(L, 1);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
     luaL_addstring(&b, "lua/");
@@ -426,13 +411,27 @@ static int embedded_searcher(lua_State *L)
     const nyx_asset *a = NULL;
     const char *suffixes[] = {".lua", "/init.lua"};
     for (int i = 0; i < 2 && !a; i++) {
-        lua_pushfstring(L, "%s%s", base, suffixes[i]);
-        a = nyx_asset_find(lua_tostring(L, -1));
-        if (!a)
-            lua_pop(L, 1);
+        a = nyx_asset_find(lua_pushfstring(L, "%s%s", base, suffixes[i]));
+        lua_pop(L, 1);
     }
+    return a;
+}
+
+/* embedded(name): whether module name is compiled in. */
+static int core_embedded(lua_State *L)
+{
+    lua_pushboolean(L, find_module(L, luaL_checkstring(L, 1)) != NULL);
+    return 1;
+}
+
+/* package.searchers entry for the copies of the lua/nyx files compiled into
+ * the binary; it runs after the path searcher, so files on disk win. */
+static int embedded_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const nyx_asset *a = find_module(L, name);
     if (!a) {
-        lua_pushfstring(L, "no embedded file '%s.lua'", base);
+        lua_pushfstring(L, "no embedded file '%s.lua'", lua_tostring(L, -1));
         return 1;
     }
     const char *chunkname = lua_pushfstring(L, "@(embedded)/%s", a->name);

@@ -39,6 +39,8 @@ typedef struct nyx_buf {
 } nyx_buf;
 
 int nyx_buf_add(nyx_buf *b, const char *data, size_t len);
+/* Makes room for extra more bytes (and a terminating NUL); -1: no memory. */
+int nyx_buf_reserve(nyx_buf *b, size_t extra);
 int nyx_buf_addf(nyx_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void nyx_buf_free(nyx_buf *b);
