@@ -829,19 +829,14 @@ static int log_hook(lua_State *L, void *arg)
 static log_writer *get_writer(lua_State *L)
 {
     static char WRITER_KEY;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &WRITER_KEY) == LUA_TUSERDATA) {
-        log_writer *w = lua_touserdata(L, -1);
+    int fresh;
+    log_writer *w = nyx_state_block(L, &WRITER_KEY, sizeof *w, &fresh);
+    if (fresh) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+        w->L = lua_tothread(L, -1);
         lua_pop(L, 1);
-        return w;
+        nyx_sched_add_hook(L, log_hook, w);
     }
-    lua_pop(L, 1);
-    log_writer *w = lua_newuserdatauv(L, sizeof *w, 0);
-    memset(w, 0, sizeof *w);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    w->L = lua_tothread(L, -1);
-    lua_pop(L, 1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &WRITER_KEY); /* lives with the state */
-    nyx_sched_add_hook(L, log_hook, w);
     return w;
 }
 

@@ -403,17 +403,12 @@ static int trap_hook(lua_State *L, void *arg)
 static trap *get_trap(lua_State *L)
 {
     static char TRAP_KEY;
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &TRAP_KEY) == LUA_TUSERDATA) {
-        trap *t = lua_touserdata(L, -1);
-        lua_pop(L, 1);
-        return t;
+    int fresh;
+    trap *t = nyx_state_block(L, &TRAP_KEY, sizeof *t, &fresh);
+    if (fresh) {
+        t->ref = LUA_NOREF;
+        t->fds[0] = t->fds[1] = -1;
     }
-    lua_pop(L, 1);
-    trap *t = lua_newuserdatauv(L, sizeof *t, 0);
-    memset(t, 0, sizeof *t);
-    t->ref = LUA_NOREF;
-    t->fds[0] = t->fds[1] = -1;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &TRAP_KEY);
     return t;
 }
 

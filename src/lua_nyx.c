@@ -59,6 +59,22 @@ static int box_gc(lua_State *L)
     return 0;
 }
 
+void *nyx_state_block(lua_State *L, const void *key, size_t size, int *fresh)
+{
+    *fresh = 0;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TUSERDATA) {
+        void *p = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        return p;
+    }
+    lua_pop(L, 1);
+    void *p = lua_newuserdatauv(L, size, 0);
+    memset(p, 0, size);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+    *fresh = 1;
+    return p;
+}
+
 void nyx_gc_metatable(lua_State *L, const char *name, lua_CFunction gc)
 {
     if (luaL_newmetatable(L, name)) {

@@ -43,6 +43,11 @@ long nyx_ref_count(void);
  * that own something outside Lua. stack: 0 */
 void nyx_gc_metatable(lua_State *L, const char *name, lua_CFunction gc);
 
+/* The state's one block of size bytes kept in the registry under key (it
+ * lives as long as the state): made zeroed on first use, with *fresh set
+ * so the caller fills it in. stack: 0 */
+void *nyx_state_block(lua_State *L, const void *key, size_t size, int *fresh);
+
 /* Gives a malloc'd block to the garbage collector: a userdata whose __gc
  * frees it, so a raise cannot leak it. stack: +1 */
 void nyx_box_malloc(lua_State *L, void *p);
