@@ -45,14 +45,11 @@ local function log(rows) db.log(rows, NOWAIT) end
 -- queue() them, and commit() before the operation ends or yields.
 local pending = {}
 local function queue(row) pending[#pending + 1] = row end
-local function commit(wait)
-  if pending[1] == nil then
-    if wait then db.flush() end
-    return
-  end
+local function commit()
+  if pending[1] == nil then return end
   local rows = pending
   pending = {}
-  db.log(rows, not wait and NOWAIT or nil)
+  db.log(rows, NOWAIT)
 end
 
 local function setting(key, default)
@@ -92,9 +89,8 @@ local NODE_COLUMNS = { "id", "parent_id", "root_id", "depth", "goal", "status", 
                        "created_at", "updated_at" }
 local NODE_STATUS = { "id", "status", "completed_at", "metadata" }
 
--- A child node of parent, written with the next batch (wait: until it is
--- committed).
-local function new_node(parent, goal, metadata, wait)
+-- A child node of parent, queued (commit() sends it).
+local function new_node(parent, goal, metadata)
   if type(goal) ~= "string" or not goal:find("%S") then
     error("bad argument (a subtask's goal must be a non-empty string)", 3)
   end
@@ -105,7 +101,6 @@ local function new_node(parent, goal, metadata, wait)
   }, tree.Node)
   queue{ table = "thought_trees", columns = NODE_COLUMNS,
           values = { id, n.parent_id, n.root_id, n.depth, goal, "pending", n.metadata, ts, ts } }
-  if wait then commit(true) end
   node_budget[id] = node_budget[parent.id]
   return n
 end
@@ -157,7 +152,6 @@ local function budget_check(b)
     b = b.parent
   end
 end
-
 
 -- What the subtree under node_id has spent so far, from llm_interactions.
 local function spent_under(node_id)
@@ -344,6 +338,7 @@ local function agent_main(a, run, input)
     refusal = limits.depth(a.depth, a.parent.max_depth, "the spawning agent's max_recursion_depth")
   end
   if refusal then
+    agents[a.id] = nil
     counters.refused = counters.refused + 1
     a.status, a.completed_at, a.state.error = "failed", now(), refusal
     write_agent(a)
@@ -354,6 +349,7 @@ local function agent_main(a, run, input)
   end
   local ok, res = pcall(take_slots, a)
   if not ok then
+    agents[a.id] = nil
     a.status, a.completed_at, a.state.error = "terminated", now(), message_of(res)
     write_agent(a)
     commit()
@@ -710,7 +706,7 @@ function run_orchestrator(node, opts, parent)
     h.outcome = orch_main(o, strategy)
     h.task = nil
     if node.owner == o then node.owner = FINISHED end
-    o.parent, o.budget = nil, nil
+    o.parent = nil
   end)
   return h
 end
