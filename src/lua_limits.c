@@ -461,6 +461,15 @@ static const luaL_Reg pool_methods[] = {{"acquire", pool_acquire},
                                         {"reset_peak", pool_reset_peak},
                                         {NULL, NULL}};
 
+static const luaL_Reg event_methods[] = {
+    {"wait", event_wait}, {"set", event_set}, {NULL, NULL}};
+
+static const luaL_Reg module_funcs[] = {{"pool", limits_pool},
+                                        {"event", limits_event},
+                                        {"depth", limits_depth},
+                                        {"trap", limits_trap},
+                                        {NULL, NULL}};
+
 int luaopen_nyx_limits(lua_State *L)
 {
     luaL_newmetatable(L, POOL_MT);
@@ -469,25 +478,12 @@ int luaopen_nyx_limits(lua_State *L)
     lua_pushcfunction(L, pool_tostring);
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
-    nyx_gc_metatable(L, WAIT_MT, wait_gc);
-    nyx_gc_metatable(L, EWAIT_MT, ewait_gc);
     luaL_newmetatable(L, EVENT_MT);
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, event_wait);
-    lua_setfield(L, -2, "wait");
-    lua_pushcfunction(L, event_set);
-    lua_setfield(L, -2, "set");
+    luaL_newlib(L, event_methods);
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
-
-    lua_createtable(L, 0, 4);
-    lua_pushcfunction(L, limits_event);
-    lua_setfield(L, -2, "event");
-    lua_pushcfunction(L, limits_trap);
-    lua_setfield(L, -2, "trap");
-    lua_pushcfunction(L, limits_pool);
-    lua_setfield(L, -2, "pool");
-    lua_pushcfunction(L, limits_depth);
-    lua_setfield(L, -2, "depth");
+    nyx_gc_metatable(L, WAIT_MT, wait_gc);
+    nyx_gc_metatable(L, EWAIT_MT, ewait_gc);
+    luaL_newlib(L, module_funcs);
     return 1;
 }
