@@ -373,8 +373,8 @@ static int claude_request(lua_State *L)
 /* The request's fields that are nyx's own, never sent (llm.lua's list). */
 static int nyx_field(const char *k, size_t n)
 {
-    static const char *const own[] = {"tree", "agent", "on_text", "cache",
-                                      "beta"};
+    static const char *const own[] = {"tree",  "agent", "on_text",
+                                      "cache", "beta",  "template"};
     for (size_t i = 0; i < sizeof own / sizeof *own; i++)
         if (strlen(own[i]) == n && memcmp(own[i], k, n) == 0)
             return 1;

@@ -1,34 +1,33 @@
---- agents.planner: asks the model to split the agent's node's goal into
--- subtasks or to answer it. input = {system =, prompt =, max_tokens =,
--- cache =}. Returns {subtasks = {{goal =}, ...}} or {answer = text}; a
--- reply that is neither is an error (type "malformed_plan") carrying the
--- model's text.
-local json = require "cjson.safe"
-
-local function malformed(why, text)
-  error(require("nyx.core").error_object("malformed_plan", why, { text = text }), 0)
-end
+--- agents.planner: asks the model (role "plan") to split the agent's
+-- node's goal into subtasks, or to answer it. Prompts: prompts/decompose
+-- (system) and decompose_task (user). input = {goal =, split = true (a
+-- direct answer was not good enough: split), feedback = text, model =,
+-- max_tokens =}; the node's `feedback` (a validator's reasons) and what was
+-- shared with the agent (ctx:share) go into the prompt too. Returns
+-- {subtasks = {{goal =}, ...}}, {answer = text} or {atomic = true}. A
+-- reply that is none of these gets one repair request; a second bad reply
+-- is an error (type "malformed_plan") carrying the model's text.
+local S = require "nyx.strategy"
 
 return function(agent, input)
-  local r = agent:complete{
-    system = input.system, cache = input.cache,
-    max_tokens = input.max_tokens or 1024,
-    messages = { { role = "user", content = input.prompt } },
-  }
-  local text = r.text or ""
-  local v = json.decode(text:match("%b{}") or "")
-  if type(v) ~= "table" then malformed("the plan is not a JSON object: " .. text:sub(1, 200), text) end
-  if type(v.answer) == "string" then return { answer = v.answer } end
-  if type(v.subtasks) ~= "table" or #v.subtasks == 0 then
-    malformed("the plan has neither an answer nor subtasks: " .. text:sub(1, 200), text)
+  input = input or {}
+  local node = agent.node
+  local notes = {}
+  if node.depth >= S.depth_limit() then
+    notes[#notes + 1] = "This goal is at the depth limit: answer it directly."
+  elseif input.split then
+    notes[#notes + 1] = "A direct answer to this goal was not good enough: split it into subtasks."
   end
-  local subtasks = {}
-  for i, s in ipairs(v.subtasks) do
-    local goal = type(s) == "table" and s.goal or s
-    if type(goal) ~= "string" or not goal:find("%S") then
-      malformed(("subtask %d has no goal"):format(i), text)
-    end
-    subtasks[i] = { goal = goal }
-  end
-  return { subtasks = subtasks }
+  local feedback = input.feedback or node.feedback
+  if feedback then notes[#notes + 1] = "A reviewer said of an earlier attempt: " .. feedback end
+  local shared = S.notes(agent)
+  if shared ~= "" then notes[#notes + 1] = shared end
+  local req = S.request("decompose", "decompose_task", {
+    goal = input.goal or node.goal, depth = node.depth, limit_note = table.concat(notes, "\n"),
+  })
+  req.model = S.model(agent.orchestrator, "plan", input.model)
+  req.max_tokens = input.max_tokens or 1024
+  local plan, repairs = S.json_reply(agent, req, S.check_plan, "malformed_plan")
+  if repairs > 0 then agent:set_state{ repairs = repairs } end
+  return plan
 end

@@ -20,6 +20,7 @@ local nyx = {
   proc = require "nyx.proc", -- child processes on the event loop: run, cancel_all
 }
 nyx.tool = require "nyx.tool" -- tools for agents, logged: register, run
+nyx.strategy = require "nyx.strategy" -- what strategies share: models by role, plan, validate, ...
 nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it
 
 return nyx

@@ -19,7 +19,7 @@ M.default_model = os.getenv("NYX_MODEL") or "claude-sonnet-5-5"
 M.default_max_tokens = 4096
 
 -- Fields of a request that are nyx's own and never sent to the API.
-local NYX_FIELDS = { tree = true, agent = true, on_text = true, cache = true, beta = true }
+local NYX_FIELDS = { tree = true, agent = true, on_text = true, cache = true, beta = true, template = true }
 
 local is_uuid = core.is_uuid -- the pattern ^%x{8}%-%x{4}%-%x{4}%-%x{4}%-%x{12}$, in C
 
@@ -236,8 +236,16 @@ local INTERACTION_COLUMNS = {
 }
 local DETAIL_COLUMNS = {
   "interaction_id", "request_id", "response_id", "http_status", "stop_reason", "error_type",
-  "streamed", "usage", "rate_limit", "attempts",
+  "streamed", "usage", "rate_limit", "attempts", "prompt_template_id",
 }
+
+-- The prompt template version a request was made from (its `template`:
+-- a version from nyx.prompts, or a rendering of one), or nil.
+local function template_id(t)
+  if type(t) ~= "table" then return nil end
+  local id = t.id or (type(t.template) == "table" and t.template.id) or nil
+  return type(id) == "string" and is_uuid(id) and id or nil
+end
 
 --- complete(request): one Messages API call; see docs/lua-api.md.
 function M.complete(req)
@@ -301,6 +309,7 @@ function M.complete(req)
       id, out.request_id, resp and resp.id, out.status, resp and resp.stop_reason,
       failure and failure.type, streamed == true, resp and resp.usage,
       out.headers, out.attempts, -- JSON already (core.json_raw)
+      template_id(req.template),
     } },
   })
   if guard then guard.after(tree_id, usage, cost, resp ~= nil) end

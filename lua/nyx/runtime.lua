@@ -36,6 +36,7 @@ local agents, orchestrators = {}, {}      -- id -> object
 -- lead to other keys, which the collector can only clear slowly)
 local agent_of_task = {}
 local node_budget = setmetatable({}, { __mode = "v" })   -- node id -> budget
+local live_nodes = setmetatable({}, { __mode = "v" })    -- node id -> node, while worked
 local stopping = nil                      -- "SIGINT"/"SIGTERM" once stopping
 local counters = { agents = 0, orchestrators = 0, refused = 0 }
 
@@ -102,14 +103,143 @@ local function new_node(parent, goal, metadata)
   queue{ table = "thought_trees", columns = NODE_COLUMNS,
           values = { id, n.parent_id, n.root_id, n.depth, goal, "pending", n.metadata, ts, ts } }
   node_budget[id] = node_budget[parent.id]
+  -- the parent judges, once done, how much each child's result contributed
+  local kids = parent.kids
+  if not kids then kids = {}; parent.kids = kids end
+  kids[#kids + 1] = n
   return n
+end
+
+-- ---- scores -----------------------------------------------------------------
+
+-- lua/scoring.lua gives a finished node its scores; it follows its file.
+local function scoring_check(m)
+  return type(m) == "table" and type(m.score) == "function" and type(m.usefulness) == "function",
+         "scoring returns a table with score(n) and usefulness(child_result, parent_result)"
+end
+local function scoring() return (hot.require("scoring", scoring_check)) end
+
+local SCORE_COLUMNS = { "success_score", "quality_score", "speed_score", "usefulness_score",
+                        "overall_weight", "importance_level" }
+local NODE_FINAL = { "id", "status", "completed_at", "metadata", table.unpack(SCORE_COLUMNS) }
+local NODE_SCORES = { "id", table.unpack(SCORE_COLUMNS) }
+
+-- What scoring.score is given about a node (docs/lua-api.md, "Scoring").
+local function score_input(n)
+  local kids = n.kids
+  local children
+  if kids then
+    children = { total = #kids, ok = 0, failed = 0 }
+    for _, k in ipairs(kids) do
+      if k.status == "completed" then children.ok = children.ok + 1
+      elseif TERMINAL[k.status] then children.failed = children.failed + 1 end
+    end
+  end
+  local t0 = n.started
+  return {
+    status = n.status, depth = n.depth, kind = n.kind or "node",
+    elapsed_ms = t0 and math.floor((core.now() - t0) * 1000 + 0.5) or 0,
+    children = children, validation = n.validation, usefulness = n.usefulness,
+    retries = n.retries or 0, llm = n.llm,
+  }
+end
+
+-- Templates' records: the outcomes of the nodes that used each version,
+-- summed here and written by nyx.prompts (flush_template_stats).
+local template_stats = {} -- template id -> {n =, sum =}
+
+local stats_nodes, stats_at, stats_task = 0, 0, nil
+
+--- flush_template_stats(): writes the template records summed so far
+-- (nyx.prompts.record, one statement per version). nyx.orchestrate calls
+-- it at the end; while a tree runs it happens in the background at most
+-- once a second (or every 100 nodes), so selection learns as it goes.
+local function flush_template_stats()
+  if next(template_stats) == nil then return end
+  local stats = template_stats
+  template_stats, stats_nodes, stats_at = {}, 0, core.now()
+  local P = require "nyx.prompts"
+  for id, t in pairs(stats) do
+    local ok, err = pcall(P.record, id, t.sum, t.n)
+    if not ok then
+      io.stderr:write(("nyx: the record of prompt template %s could not be written: %s\n")
+        :format(id, tostring(err):match("^[^\n]*")))
+    end
+  end
+end
+M.flush_template_stats = flush_template_stats
+
+local function flush_soon()
+  stats_nodes = stats_nodes + 1
+  if stats_task or (stats_nodes < 100 and core.now() - stats_at < 1) then return end
+  if not task.current() then return flush_template_stats() end
+  stats_task = task.spawn(function()
+    local ok, err = pcall(flush_template_stats)
+    stats_task = nil
+    if not ok then error(err, 0) end
+  end)
+end
+
+local function score_values(n)
+  local ok, s = pcall(function() return scoring().score(score_input(n)) end)
+  if not ok or type(s) ~= "table" then
+    io.stderr:write(("nyx: scoring node %s failed: %s\n"):format(n.id, tostring(s):match("^[^\n]*")))
+    return nil
+  end
+  n.scores = s
+  return s
 end
 
 local function set_node_status(n, status)
   n.status = status
   n.completed_at = TERMINAL[status] and now() or nil
-  queue{ table = "thought_trees", update = true, columns = NODE_STATUS,
-         values = { n.id, status, n.completed_at, n.metadata } }
+  if status == "in_progress" then
+    n.started = n.started or core.now()
+    live_nodes[n.id] = n
+  end
+  local s = TERMINAL[status] and score_values(n)
+  if not s then
+    queue{ table = "thought_trees", update = true, columns = NODE_STATUS,
+           values = { n.id, status, n.completed_at, n.metadata } }
+    return
+  end
+  queue{ table = "thought_trees", update = true, columns = NODE_FINAL,
+         values = { n.id, status, n.completed_at, n.metadata, s.success_score, s.quality_score,
+                    s.speed_score, s.usefulness_score, s.overall_weight, s.importance_level } }
+  if n.templates then
+    for id in pairs(n.templates) do
+      local t = template_stats[id]
+      if not t then t = { n = 0, sum = 0 }; template_stats[id] = t end
+      t.n, t.sum = t.n + 1, t.sum + (s.success_score or 0)
+    end
+    flush_soon()
+  end
+end
+
+-- Once a node has its result, it judges its children: scoring.usefulness
+-- of each finished child's result to its own, and the child's scores are
+-- written again with it. Children let go of after.
+local function judge_children(n, result)
+  local kids = n.kids
+  if not kids then return end
+  n.kids = nil
+  local sc = scoring()
+  local parent_text = result ~= nil and text_of(result) or nil
+  for _, k in ipairs(kids) do
+    if TERMINAL[k.status] and k.usefulness == nil then
+      local child = k.status == "completed" and k.metadata.result or nil
+      local ok, u = pcall(sc.usefulness, child, parent_text, { parent = n, child = k })
+      if ok and type(u) == "number" then
+        k.usefulness = u
+        local s = score_values(k)
+        if s then
+          queue{ table = "thought_trees", update = true, columns = NODE_SCORES,
+                 values = { k.id, s.success_score, s.quality_score, s.speed_score, s.usefulness_score,
+                            s.overall_weight, s.importance_level } }
+        end
+      end
+    end
+  end
 end
 
 -- A result as it can be kept in JSONB metadata.
@@ -127,6 +257,22 @@ end
 local function message_of(err)
   if type(err) == "table" and err.message then return tostring(err.message) end
   return tostring(err)
+end
+
+-- A node that failed: the error's message in metadata.error, and what
+-- else a structured error carries (its type, the model's text, ...) in
+-- metadata.error_details.
+local function fail_node(n, err, status)
+  n.metadata.error = message_of(err)
+  if type(err) == "table" and err.type then
+    local d = {}
+    for k, v in pairs(err) do
+      if k ~= "message" and k ~= "traceback" then d[k] = storable(v) end
+    end
+    n.metadata.error_details = d
+  end
+  set_node_status(n, status)
+  n.kids = nil
 end
 
 -- ---- budgets ----------------------------------------------------------------
@@ -268,6 +414,12 @@ llm.guard = {
     local b = node_budget[tree_id]
     local tokens = (usage.input_tokens or 0) + (usage.output_tokens or 0) +
                    (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    local n = live_nodes[tree_id]
+    if n then
+      local l = n.llm
+      if not l then l = { calls = 0, tokens = 0, cost_usd = 0 }; n.llm = l end
+      l.calls, l.tokens, l.cost_usd = l.calls + 1, l.tokens + tokens, l.cost_usd + (cost or 0)
+    end
     while b do
       b.spent.tokens = b.spent.tokens + tokens
       b.spent.usd = b.spent.usd + (cost or 0)
@@ -370,6 +522,7 @@ local function agent_main(a, run, input)
     if node.owner == a then
       node.metadata.result = storable(result)
       set_node_status(node, "completed")
+      judge_children(node, result)
     end
     commit()
     return { ok = true, result = result }
@@ -378,8 +531,7 @@ local function agent_main(a, run, input)
   a.state.error = message_of(result)
   write_agent(a)
   if node.owner == a then
-    node.metadata.error = message_of(result)
-    set_node_status(node, stopping and "cancelled" or "failed")
+    fail_node(node, result, stopping and "cancelled" or "failed")
   end
   commit()
   return { ok = false, error = result }
@@ -397,6 +549,28 @@ local function agent_body(h, a, run, input)
   h.task = nil
   if a.node.owner == a then a.node.owner = FINISHED end
   a.orchestrator, a.parent, a.inbox, a.arrived = nil, nil, nil, nil
+end
+
+-- What orchestrators share with the agents they start (ctx:share): each
+-- new agent of the orchestrator, or of one under it, gets it as a message
+-- (an agent_communications row from the sharing agent) before it starts.
+local MSG_COLUMNS = { "id", "sender_agent_id", "receiver_agent_id", "thought_tree_id", "message_type",
+                      "content", "sent_at", "delivered" }
+local deliver
+
+local function share_with(a, o)
+  while o do
+    local shared = o.shared
+    if shared then
+      for _, m in ipairs(shared) do
+        local msg = { id = core.uuid(), from = m.from, to = a.id, type = m.type, content = m.content, sent_at = now() }
+        queue{ table = "agent_communications", columns = MSG_COLUMNS, values = {
+          msg.id, m.from, a.id, a.node.id, m.type, m.content, msg.sent_at, true } }
+        deliver(a, msg)
+      end
+    end
+    o = o.parent
+  end
 end
 
 local function spawn_agent(spec, orchestrator, parent, base)
@@ -425,12 +599,13 @@ local function spawn_agent(spec, orchestrator, parent, base)
     context = spec.context or {}, state = {}, status = "spawned", version = version,
   }, Agent)
   if version then a.state.class_version = version end
-  if not node.owner then node.owner = a end
+  if not node.owner then node.owner = a; node.kind = "agent:" .. class end
   agents[a.id] = a
   counters.agents = counters.agents + 1
   queue{ table = "agents", columns = AGENT_COLUMNS, values = {
     a.id, node.id, atype, class, "spawned", parent and parent.id, now(), max_depth, a.depth, a.context, a.state,
   } }
+  share_with(a, orchestrator)
   commit()
   local h = setmetatable({ kind = "agent", id = a.id, agent = a }, Handle)
   h.task = task.spawn(agent_body, h, a, run, spec.input)
@@ -444,10 +619,29 @@ function Agent:spawn(spec)
   return spawn_agent(spec, self.orchestrator, self, self.node)
 end
 
+-- A call made with prompt templates (req.template, and req.templates: a
+-- list, nyx's own field, taken off the request): the outcome of the node
+-- goes into each version's record.
+local function used_templates(req)
+  local node, list = req.tree, req.templates
+  req.templates = nil
+  if type(node) ~= "table" then return end
+  local function add(t)
+    local id = type(t) == "table" and (t.id or (t.template and t.template.id))
+    if not id then return end
+    local set = node.templates
+    if not set then set = {}; node.templates = set end
+    set[id] = true
+  end
+  add(req.template)
+  if type(list) == "table" then for _, t in ipairs(list) do add(t) end end
+end
+
 --- agent:complete(request): nyx.llm.complete for this agent's node.
 function Agent:complete(req)
   req.tree = req.tree or self.node
   req.agent = self.id
+  used_templates(req)
   return llm.complete(req)
 end
 
@@ -460,11 +654,9 @@ end
 
 -- ---- messages ---------------------------------------------------------------
 
-local MSG_COLUMNS = { "id", "sender_agent_id", "receiver_agent_id", "thought_tree_id", "message_type",
-                      "content", "sent_at", "delivered" }
 local MSG_TYPE = { context_share = true, request = true, response = true, notification = true }
 
-local function deliver(to, m)
+function deliver(to, m)
   to.inbox = to.inbox or {}
   to.inbox[#to.inbox + 1] = m
   if to.arrived then to.arrived:set() end
@@ -532,6 +724,28 @@ function Agent:receive(opts)
   log({ { table = "agent_communications", update = true, columns = MSG_RECEIVED,
           values = { m.id, m.received_at, true } } })
   return m
+end
+
+--- agent:shared(): the contents of the context_share messages that have
+-- arrived (what orchestrators shared, see ctx:share), without waiting;
+-- marks them received.
+function Agent:shared()
+  local out, keep, inbox = {}, {}, self.inbox
+  if not inbox then return out end
+  local ts = now()
+  for _, m in ipairs(inbox) do
+    if m.type == "context_share" then
+      out[#out + 1] = m.content
+      m.received_at = ts
+      queue{ table = "agent_communications", update = true, columns = MSG_RECEIVED,
+             values = { m.id, ts, true } }
+    else
+      keep[#keep + 1] = m
+    end
+  end
+  self.inbox = keep
+  commit()
+  return out
 end
 
 -- ---- orchestrators ----------------------------------------------------------
@@ -613,7 +827,22 @@ end
 --- ctx:complete(request): an LLM call for the orchestrator's node (no agent).
 function Ctx:complete(req)
   req.tree = req.tree or self.node
+  used_templates(req)
   return llm.complete(req)
+end
+
+--- ctx:share(from, message_type, content): from now on every agent this
+-- orchestrator (or one under it) starts receives content as a message
+-- from agent `from` (an agent or handle) before it runs; agents read them
+-- with agent:shared() (or receive).
+function Ctx:share(from, mtype, content)
+  content = check_message("share", mtype, content)
+  local a = type(from) == "table" and (from.agent or from) or nil
+  if not (a and type(a.id) == "string") then
+    error("bad argument #1 to 'share' (from must be the sharing agent or its handle)", 2)
+  end
+  self.shared = self.shared or {}
+  self.shared[#self.shared + 1] = { from = a.id, type = mtype, content = content }
 end
 
 --- ctx:wait_all(handles): see nyx.runtime.wait_all.
@@ -633,14 +862,12 @@ local function orch_main(o, strategy)
     if node.owner == o then
       node.metadata.result = storable(res)
       set_node_status(node, "completed")
+      judge_children(node, res)
     end
   else
     o.status = stopping and "paused" or "failed"
     o.global_context.error = message_of(res)
-    if node.owner == o then
-      node.metadata.error = message_of(res)
-      set_node_status(node, stopping and "cancelled" or "failed")
-    end
+    if node.owner == o then fail_node(node, res, stopping and "cancelled" or "failed") end
   end
   queue{ table = "orchestrators", update = true, columns = ORCH_STATUS,
          values = { o.id, o.status, o.completed_at, o.active, o.global_context } }
@@ -695,7 +922,7 @@ function run_orchestrator(node, opts, parent)
   }, Ctx)
   orchestrators[o.id] = o
   counters.orchestrators = counters.orchestrators + 1
-  if not node.owner then node.owner = o end
+  if not node.owner then node.owner = o; node.kind = name end
   node.metadata.strategy = { name = name, version = version }
   queue{ table = "orchestrators", columns = ORCH_COLUMNS, values = {
     o.id, parent and parent.id, node.id, o.type, "active", now(), max, 0, o.global_context } }
@@ -737,6 +964,8 @@ function M.orchestrate(node, opts)
   if not ok then error(h, 2) end
   local okr, res = h:wait()
   db.flush()
+  if stats_task then stats_task:wait() end
+  flush_template_stats()
   return okr, res, h.orchestrator
 end
 
