@@ -20,6 +20,7 @@ local nyx = {
   proc = require "nyx.proc", -- child processes on the event loop: run, cancel_all
 }
 nyx.tool = require "nyx.tool" -- tools for agents, logged: register, run
+nyx.prompts = require "nyx.prompts" -- prompt templates: sync, get, choose, render, record
 nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it
 
 return nyx
