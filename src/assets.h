@@ -1,5 +1,6 @@
-/* Files compiled into the binary by cmake/embed.cmake: the Lua files of lua/nyx
- * and the migrations in sql/, named by their path relative to the source tree.
+/* Files compiled into the binary by cmake/embed.cmake: the Lua files of lua/,
+ * the migrations in sql/ and the templates in prompts/, named by their path
+ * relative to the source tree.
  */
 #ifndef NYX_ASSETS_H
 #define NYX_ASSETS_H

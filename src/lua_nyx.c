@@ -6,6 +6,8 @@
 #include "paths.h"
 
 #include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
@@ -225,6 +227,66 @@ static int core_mtime(lua_State *L)
     return 1;
 }
 
+/* The DIR of a dir() in progress, boxed so a raise while pushing names
+ * (out of memory) still closes it. */
+#define NYX_DIR "nyx.core.dir"
+
+static int dir_close(lua_State *L)
+{
+    DIR **d = luaL_checkudata(L, 1, NYX_DIR);
+    if (*d) {
+        closedir(*d);
+        *d = NULL;
+    }
+    return 0;
+}
+
+/* dir(path): the names in folder path (without . and ..), in no order; or
+ * nil and why. */
+static int core_dir(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    DIR **d = lua_newuserdatauv(L, sizeof *d, 0);
+    *d = NULL;
+    if (luaL_newmetatable(L, NYX_DIR)) {
+        lua_pushcfunction(L, dir_close);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    if (!(*d = opendir(path))) {
+        int e = errno;
+        luaL_pushfail(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(e));
+        return 2;
+    }
+    lua_newtable(L);
+    lua_Integer n = 0;
+    struct dirent *e;
+    while ((e = readdir(*d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            lua_pushstring(L, e->d_name);
+            lua_rawseti(L, -2, ++n);
+        }
+    closedir(*d);
+    *d = NULL;
+    return 1;
+}
+
+/* assets(prefix): {name = data} of the files compiled into nyx whose name
+ * (relative to the source tree) starts with prefix. */
+static int core_assets(lua_State *L)
+{
+    size_t len;
+    const char *prefix = luaL_checklstring(L, 1, &len);
+    lua_newtable(L);
+    for (const nyx_asset *a = nyx_assets; a->name; a++)
+        if (strncmp(a->name, prefix, len) == 0) {
+            lua_pushlstring(L, a->data, a->size);
+            lua_setfield(L, -2, a->name);
+        }
+    return 1;
+}
+
 /* hash(s): FNV-1a of s, 16 hex digits (a version mark, not a secret). */
 static int core_hash(lua_State *L)
 {
@@ -386,6 +448,8 @@ int luaopen_nyx_core(lua_State *L)
                                      {"now", core_now},
                                      {"timestamp", core_timestamp},
                                      {"mtime", core_mtime},
+                                     {"dir", core_dir},
+                                     {"assets", core_assets},
                                      {"hash", core_hash},
                                      {"cpu", core_cpu},
                                      {"maxrss", core_maxrss},

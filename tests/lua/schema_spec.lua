@@ -84,10 +84,13 @@ local FOREIGN_KEYS = {
   "agents.spawned_by -> agents.id",
   "agents.thought_tree_id -> thought_trees.id",
   "llm_call_details.interaction_id -> llm_interactions.id", -- nyx's own table
+  "llm_call_details.prompt_template_id -> prompt_templates.id", -- nyx's own (0006)
   "llm_interactions.agent_id -> agents.id",
   "llm_interactions.thought_tree_id -> thought_trees.id",
   "orchestrators.parent_orchestrator_id -> orchestrators.id",
   "orchestrators.thought_tree_id -> thought_trees.id",
+  "prompt_template_files.template_id -> prompt_templates.id", -- nyx's own (0006)
+  "prompt_template_stats.template_id -> prompt_templates.id", -- nyx's own (0006)
   "thought_trees.parent_id -> thought_trees.id",
   "thought_trees.root_id -> thought_trees.id",
   "tool_executions.agent_id -> agents.id",
@@ -151,8 +154,9 @@ describe("the schema", function()
       "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")) do
       got[#got + 1] = r.tablename
     end
-    -- nyx's own: the migrations it applied, and what the API said per call
-    local want = { "schema_migrations", "llm_call_details" }
+    -- nyx's own: the migrations it applied, what the API said per call,
+    -- which template version each prompt file gives and the versions' sums
+    local want = { "schema_migrations", "llm_call_details", "prompt_template_files", "prompt_template_stats" }
     for t in pairs(TABLES) do want[#want + 1] = t end
     table.sort(want)
     assert.are.same(want, got)
