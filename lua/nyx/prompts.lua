@@ -475,18 +475,19 @@ end
 local RECORD = [[
   WITH st AS (
     INSERT INTO prompt_template_stats AS s (template_id, uses, success_sum)
-    SELECT id, coalesce(usage_count, 0) + 1, coalesce(success_rate, 0) * coalesce(usage_count, 0) + $2::numeric
+    SELECT id, coalesce(usage_count, 0) + $3, coalesce(success_rate, 0) * coalesce(usage_count, 0) + $2::numeric
     FROM prompt_templates WHERE id = $1
-    ON CONFLICT (template_id) DO UPDATE SET uses = s.uses + 1, success_sum = s.success_sum + $2::numeric
+    ON CONFLICT (template_id) DO UPDATE SET uses = s.uses + $3, success_sum = s.success_sum + $2::numeric
     RETURNING s.template_id, s.uses, s.success_sum)
   UPDATE prompt_templates t SET usage_count = st.uses, success_rate = round(st.success_sum / st.uses, 4)
   FROM st WHERE t.id = st.template_id
   RETURNING t.usage_count, t.success_rate]]
 
---- record(id, score): one use of a version (its id, a version table or a
--- render result) with success score 0..1 (clamped; true = 1, false = 0).
--- Returns usage_count and success_rate after it.
-function M.record(id, score)
+--- record(id, score [, n]): one use of a version (its id, a version table
+-- or a render result) with success score 0..1 (clamped; true = 1, false =
+-- 0); or, with n, n uses whose scores sum to score (0..n). Returns
+-- usage_count and success_rate after it.
+function M.record(id, score, n)
   if type(id) == "table" then id = id.template and id.template.id or id.id end
   if type(id) ~= "string" or not core.is_uuid(id) then
     error("bad argument #1 to 'record' (a template version id, version table or render result expected)", 2)
@@ -495,8 +496,12 @@ function M.record(id, score)
   if type(score) ~= "number" or score ~= score then
     error("bad argument #2 to 'record' (a success score from 0 to 1 expected)", 2)
   end
-  score = math.min(math.max(score, 0), 1) + 0.0
-  local r = db.query(RECORD, id, score)[1]
+  if n ~= nil and (math.tointeger(n) == nil or n < 1) then
+    error("bad argument #3 to 'record' (the number of uses must be a whole number >= 1)", 2)
+  end
+  n = math.tointeger(n) or 1
+  score = math.min(math.max(score, 0), n) + 0.0
+  local r = db.query(RECORD, id, score, n)[1]
   if not r then error(("no prompt template version with id %s"):format(id), 2) end
   return r.usage_count, r.success_rate
 end
