@@ -20,7 +20,7 @@ typedef struct cache_entry {
 } cache_entry;
 
 typedef struct counter {
-    char id[256];
+    char id[272]; /* a marker's id, and a suffix such as "#verdict" */
     long n;
 } counter;
 
@@ -61,9 +61,9 @@ typedef struct analysis {
     long max_tokens;
     int stream, breakpoints;
     long input, cache_read, w5m, w1h;
-    const char *last_text; /* the last message's text */
-    uint64_t hash;         /* of model and messages: the answer's seed */
-    int decompose;
+    const char *last_text;        /* the last message's text */
+    uint64_t hash;                /* of model and messages: the answer's seed */
+    int decompose, verdict, vote; /* what the prompt asks for */
     /* from the marker */
     char marker[256], id[256], stream_error[64];
     int status, malformed, drop, tool_use, should_retry;
@@ -72,6 +72,10 @@ typedef struct analysis {
     char tool_forced[64];         /* marker tool=NAME */
     long times, delay_ms, tokens, retry_after_ms, chunk_delay_ms;
     double retry_after;
+    int force_pass;       /* verdict=pass|fail: 1 or 0; -1: not forced */
+    double force_quality; /* quality=Q; -1: not forced */
+    int force_choice;     /* choice=K; 0: not forced */
+    int plan_malformed;   /* plan=malformed */
 } analysis;
 
 typedef struct reply {
@@ -257,6 +261,16 @@ static void parse_marker(analysis *a, const char *text)
             snprintf(a->stream_error, sizeof a->stream_error, "%s", v);
         else if (!strcmp(kv, "chunk_delay_ms"))
             a->chunk_delay_ms = atol(v);
+        else if (!strcmp(kv, "verdict"))
+            a->force_pass = !strcmp(v, "pass")   ? 1
+                            : !strcmp(v, "fail") ? 0
+                                                 : -1;
+        else if (!strcmp(kv, "quality"))
+            a->force_quality = atof(v) < 0 ? 0 : atof(v) > 1 ? 1 : atof(v);
+        else if (!strcmp(kv, "choice"))
+            a->force_choice = atoi(v);
+        else if (!strcmp(kv, "plan"))
+            a->plan_malformed = !strcmp(v, "malformed");
     }
 }
 
@@ -401,11 +415,31 @@ static int contains_ci(const char *hay, const char *needle)
     return 0;
 }
 
+static int mentions(const analysis *a, const char *system_text,
+                    const char *word)
+{
+    return contains_ci(a->last_text, word) || contains_ci(system_text, word);
+}
+
+/* What the prompt asks for: a validator's verdict, a council's vote, a
+ * plan (subtasks), or else an answer; each as JSON but the answer. */
+static void classify(analysis *a, const char *system_text)
+{
+    if (!mentions(a, system_text, "json"))
+        return;
+    a->verdict = mentions(a, system_text, "verdict");
+    a->vote = !a->verdict && mentions(a, system_text, "vote");
+    a->decompose =
+        !a->verdict && !a->vote && mentions(a, system_text, "subtask");
+}
+
 /* Fills a from the request; returns an error message for a 400, or NULL. */
 static const char *analyse(nyx_fake *f, analysis *a, const nyx_json *root)
 {
     a->root = root;
     a->should_retry = -1;
+    a->force_pass = -1;
+    a->force_quality = -1;
     if (!root || root->type != NYX_JOBJ)
         return "request body must be a JSON object";
     a->model = nyx_json_str(root, "model", NULL);
@@ -451,10 +485,7 @@ static const char *analyse(nyx_fake *f, analysis *a, const nyx_json *root)
         system && system->type == NYX_JSTR ? system->str : content_text(system);
     parse_marker(a, a->last_text);
     parse_marker(a, system_text);
-    a->decompose =
-        (contains_ci(a->last_text, "subtask") ||
-         contains_ci(system_text, "subtask")) &&
-        (contains_ci(a->last_text, "json") || contains_ci(system_text, "json"));
+    classify(a, system_text);
 
     segments *s = calloc(1, sizeof *s);
     if (!s)
@@ -506,90 +537,153 @@ static int depth_line(const char *text)
     return end == p + 6 || *end || k < 0 || k > 1000 ? -1 : (int)k;
 }
 
-static void answer_text(const nyx_fake_opts *o, const analysis *a,
-                        nyx_buf *text)
+/* The text after "Goal: " up to the end of its line; 0 if none. */
+static int goal_line(const char *text, const char **goal)
 {
-    uint64_t r = a->hash ^ o->seed ^ 0x9E3779B97F4A7C15ULL;
-    if (!r)
-        r = 1;
-    if (a->tool_results) { /* after tools ran: what they said */
-        nyx_buf_addf(text, "Tool results:");
-        const nyx_json *c = a->tool_results;
-        for (size_t i = 0; i < c->n; i++) {
-            const nyx_json *b = c->items[i];
-            if (strcmp(nyx_json_str(b, "type", ""), "tool_result"))
-                continue;
-            const nyx_json *rc = nyx_json_get(b, "content");
-            const char *t =
-                rc && rc->type == NYX_JSTR ? rc->str : content_text(rc);
-            const nyx_json *err = nyx_json_get(b, "is_error");
-            nyx_buf_addf(
-                text, " [%s%.300s]",
-                err && err->type == NYX_JBOOL && err->boolean ? "error: " : "",
-                t);
-        }
+    const char *g = strstr(text, "Goal: ");
+    int len = 0;
+    if (g) {
+        g += 6;
+        while (g[len] && g[len] != '\n' && g[len] != '\r')
+            len++;
+    }
+    *goal = g;
+    return len;
+}
+
+static void tool_results_text(const analysis *a, nyx_buf *text)
+{
+    nyx_buf_addf(text, "Tool results:");
+    const nyx_json *c = a->tool_results;
+    for (size_t i = 0; i < c->n; i++) {
+        const nyx_json *b = c->items[i];
+        if (strcmp(nyx_json_str(b, "type", ""), "tool_result"))
+            continue;
+        const nyx_json *rc = nyx_json_get(b, "content");
+        const char *t = rc && rc->type == NYX_JSTR ? rc->str : content_text(rc);
+        const nyx_json *err = nyx_json_get(b, "is_error");
+        nyx_buf_addf(
+            text, " [%s%.300s]",
+            err && err->type == NYX_JBOOL && err->boolean ? "error: " : "", t);
+    }
+}
+
+/* A validator's verdict. By default a goal longer than 60 characters that
+ * is not already a part of a split ("(part ", ": step ") fails: it should
+ * have been split. Markers verdict= and quality= force it. */
+static void verdict_text(const analysis *a, uint64_t *r, nyx_buf *text)
+{
+    int pass = a->force_pass;
+    double q = a->force_quality;
+    if (pass < 0 && q >= 0)
+        pass = q >= 0.6;
+    if (pass < 0) {
+        const char *g;
+        int len = goal_line(a->last_text, &g);
+        pass = len <= 60 || memmem(g, (size_t)len, "(part ", 6) ||
+               memmem(g, (size_t)len, ": step ", 7);
+    }
+    if (q < 0)
+        q = pass ? 0.70 + (double)(next_rand(r) % 30) / 100
+                 : 0.20 + (double)(next_rand(r) % 31) / 100;
+    nyx_buf_addf(text, "{\"pass\": %s, \"quality\": %.4g, \"reasons\": \"%s\"}",
+                 pass ? "true" : "false", q,
+                 pass ? "The result addresses the goal and is consistent."
+                      : "The result does not cover the whole goal: it is "
+                        "too broad to answer at once; split it.");
+}
+
+/* A council judge's vote among the "Proposal N" lines of the prompt. */
+static void vote_text(const analysis *a, uint64_t *r, nyx_buf *text)
+{
+    int n = 0;
+    for (const char *p = a->last_text; p; p = strchr(p, '\n')) {
+        p += *p == '\n';
+        n += !strncmp(p, "Proposal ", 9) && isdigit((unsigned char)p[9]);
+    }
+    long k = a->force_choice > 0 ? a->force_choice
+             : n                 ? 1 + (long)(next_rand(r) % (uint64_t)n)
+                                 : 1;
+    nyx_buf_addf(text,
+                 "{\"choice\": %ld, \"reasons\": \"Proposal %ld is the most "
+                 "complete and the most concrete.\"}",
+                 k, k);
+}
+
+/* B subtasks while k < D, then an answer (the fractal workload). */
+static void fractal_plan(const nyx_fake_opts *o, const analysis *a, int k,
+                         uint64_t *r, nyx_buf *text)
+{
+    if (k >= o->fractal_depth) {
+        nyx_buf_addf(text, "{\"answer\": \"leaf at depth %d: %016llx\"}", k,
+                     (unsigned long long)next_rand(r));
         return;
     }
-    int k = a->decompose ? depth_line(a->last_text) : -1;
-    if (k >= 0) { /* B subtasks while k < D, then an answer */
-        if (k >= o->fractal_depth) {
-            nyx_buf_addf(text, "{\"answer\": \"leaf at depth %d: %016llx\"}", k,
-                         (unsigned long long)next_rand(&r));
-            return;
-        }
-        /* the subtasks name the goal's line ("Goal: ...") when there is
-         * one, so a tree reads like a plan */
-        const char *g = strstr(a->last_text, "Goal: ");
-        int glen = 0;
-        if (g) {
-            g += 6;
-            while (g[glen] && g[glen] != '\n' && glen < 80)
-                glen++;
-        }
-        nyx_buf_addf(text, "{\"subtasks\": [");
-        for (int i = 1; i <= o->fractal_branching; i++) {
-            char goal[160];
-            if (glen)
-                snprintf(goal, sizeof goal, "%.*s: step %d of %d", glen, g, i,
-                         o->fractal_branching);
-            else
-                snprintf(goal, sizeof goal, "part %d of %d at depth %d", i,
-                         o->fractal_branching, k + 1);
-            nyx_buf_addf(text, "%s{\"goal\": ", i > 1 ? ", " : "");
-            nyx_json_quote(text, goal, strlen(goal));
-            nyx_buf_addf(text, "}");
-        }
-        nyx_buf_addf(text, "]}");
+    /* the subtasks name the goal's line ("Goal: ...") when there is one,
+     * so a tree reads like a plan */
+    const char *g;
+    int glen = goal_line(a->last_text, &g);
+    if (glen > 80)
+        glen = 80;
+    nyx_buf_addf(text, "{\"subtasks\": [");
+    for (int i = 1; i <= o->fractal_branching; i++) {
+        char goal[160];
+        if (glen)
+            snprintf(goal, sizeof goal, "%.*s: step %d of %d", glen, g, i,
+                     o->fractal_branching);
+        else
+            snprintf(goal, sizeof goal, "part %d of %d at depth %d", i,
+                     o->fractal_branching, k + 1);
+        nyx_buf_addf(text, "%s{\"goal\": ", i > 1 ? ", " : "");
+        nyx_json_quote(text, goal, strlen(goal));
+        nyx_buf_addf(text, "}");
+    }
+    nyx_buf_addf(text, "]}");
+}
+
+static void plan_text(const analysis *a, uint64_t *r, nyx_buf *text)
+{
+    const char *goal = a->last_text;
+    int depth = 0;
+    for (const char *p = goal; (p = strstr(p, "(part ")); p++)
+        depth++;
+    if (depth >= 2 || strlen(goal) < 12) {
+        nyx_buf_addf(text, "{\"atomic\": true, \"subtasks\": []}");
         return;
     }
-    if (a->decompose) {
-        const char *goal = a->last_text;
-        int depth = 0;
-        for (const char *p = goal; (p = strstr(p, "(part ")); p++)
-            depth++;
-        if (depth >= 2 || strlen(goal) < 12) {
-            nyx_buf_addf(text, "{\"atomic\": true, \"subtasks\": []}");
-            return;
-        }
-        int n = 2 + (int)(next_rand(&r) % 3);
-        nyx_buf_addf(text, "{\"atomic\": false, \"subtasks\": [");
-        for (int i = 1; i <= n; i++) {
-            char goal_part[200];
-            snprintf(goal_part, sizeof goal_part, "%.120s (part %d of %d)",
-                     goal, i, n);
-            nyx_buf_addf(text, "%s{\"goal\": ", i > 1 ? ", " : "");
-            nyx_json_quote(text, goal_part, strlen(goal_part));
-            nyx_buf_addf(text, "}");
-        }
-        nyx_buf_addf(text, "]}");
-        return;
+    int n = 2 + (int)(next_rand(r) % 3);
+    nyx_buf_addf(text, "{\"atomic\": false, \"subtasks\": [");
+    for (int i = 1; i <= n; i++) {
+        char goal_part[200];
+        snprintf(goal_part, sizeof goal_part, "%.120s (part %d of %d)", goal, i,
+                 n);
+        nyx_buf_addf(text, "%s{\"goal\": ", i > 1 ? ", " : "");
+        nyx_json_quote(text, goal_part, strlen(goal_part));
+        nyx_buf_addf(text, "}");
     }
+    nyx_buf_addf(text, "]}");
+}
+
+/* Words, deterministic from the hash; a "Goal: " line's first words
+ * come first, so a tree of offline answers reads like its goals. */
+static void prose_text(const analysis *a, uint64_t *r, nyx_buf *text)
+{
     size_t want = a->tokens > 0 ? (size_t)a->tokens * 4 : 0;
-    int words = want ? 1 << 30 : 12 + (int)(next_rand(&r) % 40);
+    int words = want ? 1 << 30 : 12 + (int)(next_rand(r) % 40);
     nyx_buf_addf(text, "Offline answer:");
+    const char *g;
+    int glen = goal_line(a->last_text, &g), cut = 0;
+    /* six words at most, and never a marker: it would travel on */
+    for (int spaces = 0; cut < glen && cut < 60 && g[cut] != '['; cut++)
+        if (g[cut] == ' ' && ++spaces == 6)
+            break;
+    while (cut && g[cut - 1] == ' ')
+        cut--;
+    if (cut)
+        nyx_buf_addf(text, " on %.*s,", cut, g);
     for (int i = 0; i < words && (!want || text->len < want); i++)
         nyx_buf_addf(text, " %s",
-                     WORDS[next_rand(&r) % (sizeof WORDS / sizeof *WORDS)]);
+                     WORDS[next_rand(r) % (sizeof WORDS / sizeof *WORDS)]);
     if (want) {
         while (text->len < want)
             nyx_buf_add(text, ".", 1);
@@ -598,6 +692,31 @@ static void answer_text(const nyx_fake_opts *o, const analysis *a,
     } else {
         nyx_buf_add(text, ".", 1);
     }
+}
+
+static void answer_text(const nyx_fake_opts *o, const analysis *a,
+                        nyx_buf *text)
+{
+    uint64_t r = a->hash ^ o->seed ^ 0x9E3779B97F4A7C15ULL;
+    if (!r)
+        r = 1;
+    int k = a->decompose ? depth_line(a->last_text) : -1;
+    if (a->tool_results) /* after tools ran: what they said */
+        tool_results_text(a, text);
+    else if (a->verdict)
+        verdict_text(a, &r, text);
+    else if (a->vote)
+        vote_text(a, &r, text);
+    else if (a->decompose && a->plan_malformed)
+        nyx_buf_addf(text, "I would split this into a few parts: first, "
+                           "find out what the goal needs; then, work "
+                           "through each piece; finally, check the whole.");
+    else if (k >= 0)
+        fractal_plan(o, a, k, &r, text);
+    else if (a->decompose)
+        plan_text(a, &r, text);
+    else
+        prose_text(a, &r, text);
 }
 
 static const char *error_type(int status)
@@ -884,15 +1003,19 @@ out:
     nyx_buf_free(&q);
 }
 
-/* Counts a request carrying a `times` marker; 1 if it must still fail. */
-static int still_failing(nyx_fake *f, const analysis *a)
+/* Counts a request under the marker's id and suffix (requests of one
+ * kind count apart, e.g. "#verdict"); 1 while it is among the first
+ * `times` (always, without times). */
+static int still_failing(nyx_fake *f, const analysis *a, const char *suffix)
 {
     if (!a->times)
         return 1;
+    char key[sizeof((counter *)0)->id];
+    snprintf(key, sizeof key, "%s%s", a->id, suffix);
     pthread_mutex_lock(&f->mu);
     counter *c = NULL;
     for (size_t i = 0; i < f->ncounters && !c; i++)
-        if (!strcmp(f->counters[i].id, a->id))
+        if (!strcmp(f->counters[i].id, key))
             c = &f->counters[i];
     if (!c && f->ncounters == f->counters_cap) {
         size_t cap = f->counters_cap ? f->counters_cap * 2 : 16;
@@ -904,12 +1027,36 @@ static int still_failing(nyx_fake *f, const analysis *a)
     }
     if (!c && f->ncounters < f->counters_cap) {
         c = &f->counters[f->ncounters++];
-        snprintf(c->id, sizeof c->id, "%s", a->id);
+        snprintf(c->id, sizeof c->id, "%s", key);
         c->n = 0;
     }
     int fail = c ? c->n++ < a->times : 1;
     pthread_mutex_unlock(&f->mu);
     return fail;
+}
+
+/* With times=N a marker's faults hold for its first N requests; a forced
+ * verdict for its first N verdicts answered (then: pass), a malformed plan
+ * for its first N plans answered. */
+static void expire_faults(nyx_fake *f, analysis *a)
+{
+    if (!a->marker[0])
+        return;
+    if (!still_failing(f, a, "")) {
+        a->status = a->malformed = a->drop = 0;
+        a->stream_error[0] = '\0';
+        a->delay_ms = 0;
+    }
+    /* only an answer delivered whole counts as a verdict or a plan */
+    if (a->status || a->malformed || a->drop || a->stream_error[0])
+        return;
+    if (a->verdict && (a->force_pass >= 0 || a->force_quality >= 0) &&
+        !still_failing(f, a, "#verdict")) {
+        a->force_pass = 1;
+        a->force_quality = -1;
+    }
+    if (a->decompose && a->plan_malformed && !still_failing(f, a, "#plan"))
+        a->plan_malformed = 0;
 }
 
 /* Fills r; returns how long to wait before sending it (ms). */
@@ -936,12 +1083,7 @@ static long messages(nyx_fake *f, reply *r, struct MHD_Connection *conn,
         nyx_json_free(doc);
         return 0;
     }
-    /* with times=N, the marker's faults hold for its first N requests */
-    if (a->marker[0] && !still_failing(f, a)) {
-        a->status = a->malformed = a->drop = 0;
-        a->stream_error[0] = '\0';
-        a->delay_ms = 0;
-    }
+    expire_faults(f, a);
     long delay = a->delay_ms ? a->delay_ms : f->o.delay_ms;
     if (a->status) {
         error_body(r, a->status, error_type(a->status),

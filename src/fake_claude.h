@@ -9,6 +9,7 @@
  *   status=N          answer with that HTTP status and its error body
  *   times=N           faults (status, malformed, drop, stream_error, delay_ms)
  *                     hold only for the first N requests with this marker
+ *                     (verdict=, quality=, plan=: see there)
  *   id=NAME           key of the times counter (default: the marker text)
  *   retry_after=S     retry-after header (seconds); retry_after_ms=MS
  *   should_retry=B    x-should-retry header (true/false)
@@ -23,6 +24,28 @@
  *                     assistant turns used a tool; a last message holding
  *                     tool_result blocks is answered "Tool results: [..]"
  *   tool=NAME         the tool to use instead of the first
+ *   verdict=pass|fail a verdict prompt's answer passes or fails (quality in
+ *                     that default range); with times=N, for the first N
+ *                     verdicts answered with this id, then it passes
+ *   quality=Q         a verdict's quality (0..1); it passes if Q >= 0.6
+ *                     unless verdict= says; times=N as for verdict=
+ *   choice=K          a vote prompt's answer chooses proposal K
+ *   plan=malformed    a decomposition prompt is answered in prose, not
+ *                     JSON; with times=N, for the first N plans answered
+ *                     with this id (other requests do not count)
+ * (A request answered with an error, malformed or cut off, counts for
+ * status/malformed/drop/... but not as a verdict or a plan.)
+ *
+ * What a prompt asks for, when it mentions JSON: a verdict if it also says
+ * "verdict" (system or last message, any case): {"pass": P, "quality": Q,
+ * "reasons": "..."}, failing (Q in 0.20-0.50) when the last message's
+ * "Goal: " line is longer than 60 characters and holds neither "(part "
+ * nor ": step " (a goal that should have been split), else passing (Q in
+ * 0.70-0.99); else a vote if it says "vote": {"choice": K, "reasons":
+ * "..."}, K = 1 + hash % n among the n lines "Proposal <digit>..." of the
+ * last message (1 if none); else a plan if it says "subtask". Other
+ * prompts get prose, which names the first words of a "Goal: " line.
+ * Q and K come from the request's hash: the same request, the same answer.
  *
  * A decomposition prompt (it mentions subtasks and JSON) whose last line
  * is "DEPTH: k" is the fractal workload: see fractal_* below.

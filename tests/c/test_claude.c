@@ -146,10 +146,63 @@ static void test_live(void)
     nyx_fake_stop(f);
 }
 
+/* The answers strategies parse, seen as the client gets them: a verdict
+ * (failing a long unsplit goal, forced once by a marker), a vote, a
+ * malformed plan once. The JSON answer is quoted inside the body. */
+static void test_roles(void)
+{
+    nyx_fake_opts opts;
+    nyx_fake_defaults(&opts);
+    nyx_err err;
+    nyx_fake *f = nyx_fake_start(&opts, &err);
+    CHECK(f != NULL);
+    nyx_loop *loop = nyx_loop_new();
+    char base[64];
+    snprintf(base, sizeof base, "http://127.0.0.1:%d", nyx_fake_port(f));
+    nyx_claude *c = nyx_claude_new(loop, base, "test-key", &err);
+    nyx_claude_call k;
+    outcome o;
+#define ASK(system, text)                                                      \
+    "{\"model\":\"m\",\"max_tokens\":200,\"system\":\"" system                 \
+    "\",\"messages\":[{\"role\":\"user\",\"content\":\"" text "\"}]}"
+    static const struct {
+        const char *body, *want;
+    } cases[] = {
+        {ASK("Verdict as JSON.", "Goal: a haiku"), "{\\\"pass\\\": true"},
+        {ASK("Verdict as JSON.", "Goal: a report on the history of printing "
+                                 "presses in Europe and Asia"),
+         "{\\\"pass\\\": false"},
+        {ASK("Verdict as JSON.", "Goal: a haiku [[fake:verdict=fail,times=1]]"),
+         "{\\\"pass\\\": false"},
+        {ASK("Verdict as JSON.", "Goal: a haiku [[fake:verdict=fail,times=1]]"),
+         "{\\\"pass\\\": true"},
+        {ASK("Verdict as JSON.", "Goal: a haiku [[fake:quality=0.42]]"),
+         "{\\\"pass\\\": false, \\\"quality\\\": 0.42,"},
+        {ASK("Vote as JSON.", "Proposal 1: a\\nProposal 2: b[[fake:choice=2]]"),
+         "{\\\"choice\\\": 2,"},
+        {ASK("Vote as JSON.", "Proposal 1: a"), "{\\\"choice\\\": 1,"},
+        {ASK("Subtasks as JSON.", "Goal: x [[fake:plan=malformed,times=1]]"),
+         "\"I would split this into a few parts"},
+        {ASK("Subtasks as JSON.", "Goal: x [[fake:plan=malformed,times=1]]"),
+         "\\\"subtasks\\\": [{"},
+    };
+#undef ASK
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        call(c, loop, &k, cases[i].body, 0, &o);
+        CHECK_INT(k.status, 200);
+        CHECK_HAS(k.response.data, cases[i].want);
+        nyx_claude_call_free(&k);
+    }
+    nyx_claude_free(c);
+    nyx_loop_free(loop);
+    nyx_fake_stop(f);
+}
+
 int main(void)
 {
     RUN(test_retry_rules);
     RUN(test_backoff);
     RUN(test_live);
+    RUN(test_roles);
     return test_done();
 }
