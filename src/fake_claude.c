@@ -62,6 +62,7 @@ typedef struct analysis {
     int stream, breakpoints;
     long input, cache_read, w5m, w1h;
     const char *last_text;        /* the last message's text */
+    const char *plan_text;        /* the planning prompt (find_plan_text) */
     uint64_t hash;                /* of model and messages: the answer's seed */
     int decompose, verdict, vote; /* what the prompt asks for */
     /* from the marker */
@@ -406,19 +407,28 @@ static int count_breakpoints(const nyx_json *v)
     return n;
 }
 
-static int contains_ci(const char *hay, const char *needle)
+/* contains_ci, outside [[fake:...]] markers (a marker's words, such as
+ * verdict=fail, say nothing of what the prompt asks for) */
+static int says_ci(const char *hay, const char *needle)
 {
     size_t n = strlen(needle);
-    for (; hay && *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0)
+    for (; hay && *hay; hay++) {
+        if (!strncmp(hay, "[[fake:", 7)) {
+            const char *end = strstr(hay, "]]");
+            if (!end)
+                return 0;
+            hay = end + 1;
+        } else if (strncasecmp(hay, needle, n) == 0) {
             return 1;
+        }
+    }
     return 0;
 }
 
 static int mentions(const analysis *a, const char *system_text,
                     const char *word)
 {
-    return contains_ci(a->last_text, word) || contains_ci(system_text, word);
+    return says_ci(a->last_text, word) || says_ci(system_text, word);
 }
 
 /* What the prompt asks for: a validator's verdict, a council's vote, a
@@ -431,6 +441,29 @@ static void classify(analysis *a, const char *system_text)
     a->vote = !a->verdict && mentions(a, system_text, "vote");
     a->decompose =
         !a->verdict && !a->vote && mentions(a, system_text, "subtask");
+}
+
+static int depth_line(const char *text);
+
+/* The user message a plan is for: the last one, or, when the last is not
+ * a planning prompt (a request to repair a malformed reply), the latest
+ * earlier one that ends with a "DEPTH: k" line; its marker applies. */
+static void find_plan_text(analysis *a, const nyx_json *msgs)
+{
+    a->plan_text = a->last_text;
+    if (!a->decompose || depth_line(a->last_text) >= 0)
+        return;
+    for (size_t i = msgs->n - 1; i-- > 0;) {
+        const nyx_json *m = msgs->items[i];
+        if (strcmp(nyx_json_str(m, "role", ""), "user"))
+            continue;
+        const char *t = content_text(nyx_json_get(m, "content"));
+        if (depth_line(t) >= 0) {
+            a->plan_text = t;
+            parse_marker(a, t);
+            return;
+        }
+    }
 }
 
 /* Fills a from the request; returns an error message for a 400, or NULL. */
@@ -486,6 +519,7 @@ static const char *analyse(nyx_fake *f, analysis *a, const nyx_json *root)
     parse_marker(a, a->last_text);
     parse_marker(a, system_text);
     classify(a, system_text);
+    find_plan_text(a, msgs);
 
     segments *s = calloc(1, sizeof *s);
     if (!s)
@@ -622,7 +656,7 @@ static void fractal_plan(const nyx_fake_opts *o, const analysis *a, int k,
     /* the subtasks name the goal's line ("Goal: ...") when there is one,
      * so a tree reads like a plan */
     const char *g;
-    int glen = goal_line(a->last_text, &g);
+    int glen = goal_line(a->plan_text, &g);
     if (glen > 80)
         glen = 80;
     nyx_buf_addf(text, "{\"subtasks\": [");
@@ -643,7 +677,7 @@ static void fractal_plan(const nyx_fake_opts *o, const analysis *a, int k,
 
 static void plan_text(const analysis *a, uint64_t *r, nyx_buf *text)
 {
-    const char *goal = a->last_text;
+    const char *goal = a->plan_text;
     int depth = 0;
     for (const char *p = goal; (p = strstr(p, "(part ")); p++)
         depth++;
@@ -700,7 +734,7 @@ static void answer_text(const nyx_fake_opts *o, const analysis *a,
     uint64_t r = a->hash ^ o->seed ^ 0x9E3779B97F4A7C15ULL;
     if (!r)
         r = 1;
-    int k = a->decompose ? depth_line(a->last_text) : -1;
+    int k = a->decompose ? depth_line(a->plan_text) : -1;
     if (a->tool_results) /* after tools ran: what they said */
         tool_results_text(a, text);
     else if (a->verdict)

@@ -112,6 +112,16 @@ end
 
 -- ---- scores -----------------------------------------------------------------
 
+-- A result as text (tables as JSON), for judging how much of it a child gave.
+local function text_of(v)
+  if type(v) == "string" then return v end
+  if type(v) == "table" and not getmetatable(v) then
+    local ok, j = pcall(core.json_encode, v)
+    if ok and j then return j end
+  end
+  return tostring(v)
+end
+
 -- lua/scoring.lua gives a finished node its scores; it follows its file.
 local function scoring_check(m)
   return type(m) == "table" and type(m.score) == "function" and type(m.usefulness) == "function",
@@ -537,6 +547,16 @@ local function agent_main(a, run, input)
   return { ok = false, error = result }
 end
 
+-- What an agent's or orchestrator's life returns, even when nyx's own
+-- bookkeeping around the user's code fails (a broken scoring.lua, say):
+-- the failure goes to the waiting parent, and one line to stderr.
+local function guarded(fn, ...)
+  local ok, out = pcall(fn, ...)
+  if ok then return out end
+  io.stderr:write("nyx: internal error: ", tostring(out):match("^[^\n]*"), "\n")
+  return { ok = false, error = out }
+end
+
 -- A task's function: no closure per agent (and no hold on its spec).
 -- What a finished agent or orchestrator no longer needs is let go: a
 -- parent keeps its children's handles (and nodes) until it is done, so on
@@ -544,7 +564,7 @@ end
 local FINISHED = setmetatable({}, { __name = "finished" }) -- a node's owner once done
 
 local function agent_body(h, a, run, input)
-  h.outcome = agent_main(a, run, input)
+  h.outcome = guarded(agent_main, a, run, input)
   agent_of_task[h.task] = nil
   h.task = nil
   if a.node.owner == a then a.node.owner = FINISHED end
@@ -930,7 +950,7 @@ function run_orchestrator(node, opts, parent)
   commit()
   local h = setmetatable({ kind = "orchestrator", id = o.id, orchestrator = o }, Handle)
   h.task = task.spawn(function()
-    h.outcome = orch_main(o, strategy)
+    h.outcome = guarded(orch_main, o, strategy)
     h.task = nil
     if node.owner == o then node.owner = FINISHED end
     o.parent = nil

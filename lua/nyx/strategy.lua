@@ -96,11 +96,27 @@ function M.json_reply(caller, req, check, kind)
 end
 
 --- parse(text, check): the first JSON object in text, checked; or nil, why.
+-- The reply itself, or what a code fence holds, or the span from its
+-- first "{" to its last "}", or its first balanced {...}: models wrap JSON
+-- in prose and fences, and strings inside may hold braces.
 function M.parse(text, check)
-  local obj = text:match("%b{}")
-  if not obj then return nil, "the reply holds no JSON object" end
-  local v = cjson.decode(obj)
-  if type(v) ~= "table" then return nil, "the reply's JSON object does not parse" end
+  local v = cjson.decode(text)
+  if type(v) ~= "table" then
+    local fenced = text:match("```%w*%s*(.-)%s*```")
+    v = fenced and cjson.decode(fenced)
+  end
+  if type(v) ~= "table" then
+    local a, b = text:find("{", 1, true), nil
+    for i = #text, 1, -1 do if text:byte(i) == 125 then b = i; break end end
+    v = a and b and b > a and cjson.decode(text:sub(a, b))
+  end
+  if type(v) ~= "table" then
+    local obj = text:match("%b{}")
+    v = obj and cjson.decode(obj)
+  end
+  if type(v) ~= "table" then
+    return nil, text:find("{", 1, true) and "the reply's JSON object does not parse" or "the reply holds no JSON object"
+  end
   if check then return check(v) end
   return v
 end

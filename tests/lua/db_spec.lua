@@ -16,7 +16,7 @@ describe("nyx.db", function()
     assert.matches('database "' .. dbname .. '"', info.database, 1, true)
     assert.is_true(info.server_version >= 130000)
     assert.is_false(info.in_transaction)
-    assert.are.equal(6, nyx.db.query("SELECT count(*) AS n FROM system_config")[1].n)
+    assert.are.equal(12, nyx.db.query("SELECT count(*) AS n FROM system_config")[1].n) -- 6 founding, 6 models by role
     for _, m in ipairs(nyx.db.status()) do assert.are.equal("applied", m.state, m.name) end
     assert.are.equal(0, nyx.db.migrate())
   end)

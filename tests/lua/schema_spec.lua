@@ -226,7 +226,8 @@ describe("the schema", function()
   end)
 
   it("inserts the six initial configuration rows", function()
-    local rows = nyx.db.query("SELECT config_key, config_value, config_type, description FROM system_config ORDER BY created_at, config_key")
+    local rows = nyx.db.query([[SELECT config_key, config_value, config_type, description FROM system_config
+                                WHERE config_key NOT LIKE 'model\_%' ORDER BY created_at, config_key]])
     assert.are.equal(#CONFIG, #rows)
     local by_key = {}
     for _, r in ipairs(rows) do by_key[r.config_key] = r end
@@ -237,6 +238,16 @@ describe("the schema", function()
       assert.are.equal(c[3], r.config_type)
       assert.are.equal(c[4], r.description)
     end
+  end)
+
+  it("inserts a model for each role strategies use (0007)", function()
+    local rows = nyx.db.query("SELECT config_key, config_value, config_type FROM system_config WHERE config_key LIKE 'model\\_%'")
+    local roles = {}
+    for _, r in ipairs(rows) do
+      roles[r.config_key:sub(7)] = r.config_value.value
+      assert.are.equal("setting", r.config_type)
+    end
+    assert.are.same(nyx.strategy.ROLES, roles)
   end)
 
   describe("constraints and defaults", function()
