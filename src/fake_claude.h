@@ -40,7 +40,8 @@
  * "verdict" (system or last message, any case): {"pass": P, "quality": Q,
  * "reasons": "..."}, failing (Q in 0.20-0.50) when the last message's
  * "Goal: " line is longer than 60 characters and holds neither "(part "
- * nor ": step " (a goal that should have been split), else passing (Q in
+ * nor ": step " (a goal that should have been split) and the text after
+ * a "Result:" line is 600 characters or less, else passing (Q in
  * 0.70-0.99); else a vote if it says "vote": {"choice": K, "reasons":
  * "..."}, K = 1 + hash % n among the n lines "Proposal <digit>..." of the
  * last message (1 if none); else a plan if it says "subtask". Other

@@ -19,6 +19,14 @@ local M = {
   path = {}, -- more folders of *.prompt files
 }
 
+-- The active versions of each name, as last read: choose() is on every
+-- templated LLM call's path, so it reads the table at most every M.ttl
+-- seconds (sync, activate and record in this process read it afresh; a
+-- change made by another process is seen within M.ttl).
+local active_cache = {} -- name -> {at =, list =}
+M.ttl = 1
+local function forget() active_cache = {} end
+
 local LOCK_KEY = 0x6E79787072 -- pg_advisory_xact_lock key of a sync ("nyxpr")
 local KEYS = { name = true, type = true, variables = true, cache = true }
 local TYPES = { system = true, user = true, assistant = true }
@@ -309,6 +317,7 @@ end
 -- {added =, changed =, unchanged =, errors = {lines}, files = {{file =,
 -- name =, version =, action =}}}.
 function M.sync()
+  forget()
   while state.busy do state.busy:wait() end -- another task of ours is syncing
   state.busy = limits.event()
   local files, errors = M.files()
@@ -386,11 +395,22 @@ end
 
 --- choose(name [, opts]): one active version, picked by lua/selection.lua
 -- from the versions' records; opts.rng: a uniform [0, 1) generator.
+
+local function active_versions(name)
+  local c = active_cache[name]
+  local now = core.now()
+  if c and now - c.at < M.ttl then return c.list end
+  local list = {}
+  for i, r in ipairs(db.query(SELECT .. " AND t.is_active ORDER BY t.version", name)) do list[i] = version_of(r) end
+  active_cache[name] = { at = now, list = list }
+  return list
+end
+
+
 function M.choose(name, opts)
   check_name(name, "choose")
   refresh()
-  local active = {}
-  for i, r in ipairs(db.query(SELECT .. " AND t.is_active ORDER BY t.version", name)) do active[i] = version_of(r) end
+  local active = active_versions(name)
   if #active == 0 then
     error(("prompt '%s' has no active version (templates are read from: %s)"):format(name, where()), 2)
   end
@@ -403,6 +423,7 @@ end
 function M.activate(name, version, on)
   check_name(name, "activate")
   refresh()
+  forget()
   local n = db.exec("UPDATE prompt_templates SET is_active = $3 WHERE split_part(name, '@', 1) = $1 AND version = $2",
                     name, math.tointeger(version) or -1, on ~= false)
   if n == 0 then error(("no prompt '%s' version %s"):format(name, tostring(version)), 2) end
@@ -411,29 +432,53 @@ end
 
 -- ---- rendering ----------------------------------------------------------------
 
-local function values_for(t, vars, label)
+-- What render needs of a version, worked out once per version table:
+-- the declared set, the split at {{stable}}, whether anything varies.
+local compiled_of = setmetatable({}, { __mode = "k" }) -- version table -> compiled
+
+local function compile(t)
+  local c = compiled_of[t]
+  if c then return c end
+  local declared = {}
+  for _, v in ipairs(t.variables) do declared[v] = true end
+  local prefix, rest = M.split(t.content)
+  c = { declared = declared, prefix = prefix, rest = rest }
+  compiled_of[t] = c
+  return c
+end
+
+local function label_of(t)
+  return ("prompt '%s@%s' (%s)"):format(t.name, tostring(t.version), t.file or "?")
+end
+
+local function values_for(t, c, vars)
   if vars ~= nil and type(vars) ~= "table" then
     error("bad argument #2 to 'render' (a table of variables expected)", 3)
   end
   vars = vars or {}
-  local declared, values = {}, {}
   for _, v in ipairs(t.variables) do
-    declared[v] = true
-    if vars[v] == nil then error(("%s needs variable '%s', not given"):format(label, v), 3) end
+    if vars[v] == nil then error(("%s needs variable '%s', not given"):format(label_of(t), v), 3) end
   end
-  local keys = {}
-  for k in pairs(vars) do keys[#keys + 1] = tostring(k) end
-  table.sort(keys)
-  for _, k in ipairs(keys) do
+  local declared, values, undeclared = c.declared, {}, nil
+  for k, v in pairs(vars) do
     if not declared[k] then
-      error(("%s does not declare variable '%s' (it declares: %s)"):format(label, k,
-            #t.variables > 0 and table.concat(t.variables, ", ") or "none"), 3)
+      undeclared = undeclared or {}
+      undeclared[#undeclared + 1] = tostring(k)
+    else
+      local tv = type(v)
+      if tv == "string" then
+        values[k] = v
+      elseif tv == "number" then
+        values[k] = tostring(v)
+      else
+        error(("%s: variable '%s' must be a string or a number, not a %s"):format(label_of(t), k, tv), 3)
+      end
     end
-    local v = vars[k]
-    if type(v) ~= "string" and type(v) ~= "number" then
-      error(("%s: variable '%s' must be a string or a number, not a %s"):format(label, k, type(v)), 3)
-    end
-    values[k] = tostring(v)
+  end
+  if undeclared then -- the first by name, so the message does not depend on table order
+    table.sort(undeclared)
+    error(("%s does not declare variable '%s' (it declares: %s)"):format(label_of(t), undeclared[1],
+          #t.variables > 0 and table.concat(t.variables, ", ") or "none"), 3)
   end
   return values
 end
@@ -448,10 +493,13 @@ function M.render(t, vars)
   elseif type(t) ~= "table" or type(t.content) ~= "string" then
     error("bad argument #1 to 'render' (a template name or a version table expected)", 2)
   end
-  local label = ("prompt '%s@%s' (%s)"):format(t.name, tostring(t.version), t.file or "?")
-  local values = values_for(t, vars, label)
-  local function fill(s) return (s:gsub(PLACEHOLDER, values)) end
-  local prefix, rest = M.split(t.content)
+  local c = compile(t)
+  local values = values_for(t, c, vars)
+  local function fill(str)
+    if not str:find("{{", 1, true) then return str end
+    return (str:gsub(PLACEHOLDER, values))
+  end
+  local prefix, rest = c.prefix, c.rest
   prefix, rest = prefix and fill(prefix), fill(rest)
   local blocks
   if prefix then
@@ -501,6 +549,7 @@ function M.record(id, score, n)
   end
   n = math.tointeger(n) or 1
   score = math.min(math.max(score, 0), n) + 0.0
+  forget()
   local r = db.query(RECORD, id, score, n)[1]
   if not r then error(("no prompt template version with id %s"):format(id), 2) end
   return r.usage_count, r.success_rate

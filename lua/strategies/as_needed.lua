@@ -29,6 +29,9 @@ function M.run(node, ctx)
   local plan = S.plan(ctx, node, { split = true, feedback = verdict.reasons })
   if plan.answer then return plan.answer end
   if not plan.subtasks then return at_limit("the planner would not split the goal") end
+  -- the result will be the subtasks', not the attempt the verdict judged
+  -- (kept in metadata.validation); the node's quality is no longer its
+  node.validation = nil
   local gathered = S.subtasks(ctx, node, plan)
   return S.synthesize(ctx, node, gathered)
 end

@@ -147,9 +147,11 @@ describe("strategies", function()
       local last = cs[#cs]
       assert.matches("^synthesize_task@", last.template)
       assert.are.equal(result, last.response_text)
-      -- the failed attempt's quality shows on the root
+      -- the root's result is the subtasks', not the rejected attempt: its
+      -- quality is scoring's prior for an unvalidated node, not the verdict's
       local qs = one("SELECT quality_score::float8 q FROM thought_trees WHERE id = $1", root.id).q
-      assert.is_true(qs <= 0.5, "quality " .. qs)
+      assert.are_not.equal(root.metadata.validation.quality, qs)
+      assert.are.equal(require("scoring").params.quality_prior, qs)
     end)
   end)
 
@@ -251,6 +253,42 @@ describe("strategies", function()
       assert.matches("Results of similar past work", cs[1].prompt_text)
       assert.matches("hiking trip in the Alps", cs[1].prompt_text)
       for _, k in ipairs(root:children()) do assert.are.equal("decompose", k.metadata.strategy.name) end
+    end)
+  end)
+
+  describe("scoring", function()
+    it("follows lua/scoring.lua as it changes, from the next node on, without a restart", function()
+      local dir = H.tmpdir()
+      local function formula(w)
+        H.write(dir .. "/scoring.lua", ([[
+          local real = dofile(%q)
+          local M = setmetatable({}, { __index = real })
+          function M.score(n)
+            local s = real.score(n)
+            s.overall_weight = %s
+            return s
+          end
+          return M]]):format(H.source .. "/lua/scoring.lua", w))
+      end
+      formula("0.123")
+      local script = dir .. "/run.lua"
+      H.write(script, ([[
+        package.path = %q .. "/?.lua;" .. package.path
+        nyx.hot.interval = 0
+        local function run(goal)
+          local ok, _, o = nyx.orchestrate(goal, { strategy = "as_needed" })
+          assert(ok)
+          return nyx.db.query("SELECT overall_weight::float8 w FROM thought_trees WHERE id = $1", o.node.id)[1].w
+        end
+        local before = run("Name a white tea")
+        local f = assert(io.open(%q, "r")); local src = f:read("a"); f:close()
+        nyx.task.sleep(1.1) -- past the file system's mtime granularity
+        f = assert(io.open(%q, "w")); f:write((src:gsub("0%%.123", "0.456"))); f:close()
+        print(before, run("Name an oolong tea"))]]):format(dir, dir .. "/scoring.lua", dir .. "/scoring.lua"))
+      local r = H.nyx({ script }, { env = H.env_for(dbname) })
+      H.rmdir(dir)
+      assert.are.equal(0, r.code, r.err)
+      assert.are.equal("0.123\t0.456", r.out:match("([^\n]+)\n?$"))
     end)
   end)
 
