@@ -174,6 +174,71 @@ static int load_nyx(lua_State *L)
     return nyx_report(L, status);
 }
 
+/* Commands written in Lua: `nyx NAME ARGS...` runs lua/nyx/cmd/NAME.lua
+ * (compiled in), a function of ARGS, as a task. */
+static const char *const LUA_COMMANDS[] = {"repl", "tree", "report", "stats",
+                                           NULL};
+
+static int is_lua_command(const char *word)
+{
+    for (const char *const *c = LUA_COMMANDS; *c; c++)
+        if (strcmp(*c, word) == 0)
+            return 1;
+    return 0;
+}
+
+static int run_command(lua_State *L, int argc, char **argv, int at)
+{
+    char code[96];
+    snprintf(code, sizeof code, "return require('nyx.cmd.%s')(...)", argv[at]);
+    int status = luaL_loadbuffer(L, code, strlen(code), "=nyx");
+    if (status != LUA_OK)
+        return run_chunk(L, status, 0);
+    int n = argc - at - 1;
+    luaL_checkstack(L, n + 3, "too many arguments to the command");
+    for (int i = 1; i <= n; i++)
+        lua_pushstring(L, argv[at + i]);
+    return run_chunk(L, status, n);
+}
+
+/* nyx's own words among a script's arguments, wherever they are: taken
+ * out of arg and put in the table nyx.run ({repl =, quiet =, json =}). */
+static const char *const RUN_FLAGS[] = {"--repl", "--quiet", "--json", NULL};
+
+static int run_flag(const char *word)
+{
+    for (int i = 0; RUN_FLAGS[i]; i++)
+        if (strcmp(RUN_FLAGS[i], word) == 0)
+            return i;
+    return -1;
+}
+
+static int take_run_flags(lua_State *L, int *argc, char **argv, int script)
+{
+    int seen[3] = {0, 0, 0}, n = script + 1;
+    for (int i = script + 1; i < *argc; i++) {
+        int f = run_flag(argv[i]);
+        if (f >= 0)
+            seen[f] = 1;
+        else
+            argv[n++] = argv[i];
+    }
+    *argc = n;
+    lua_getglobal(L, "nyx");
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        return LUA_OK;
+    }
+    lua_createtable(L, 0, 3);
+    for (int i = 0; RUN_FLAGS[i]; i++) {
+        lua_pushboolean(L, seen[i]);
+        lua_setfield(L, -2, RUN_FLAGS[i] + 2);
+    }
+    lua_setfield(L, -2, "run");
+    lua_pop(L, 1);
+    return LUA_OK;
+}
+
 static int run_lua(int argc, char **argv, const opts *o)
 {
     lua_State *L = nyx_lua_new(o->ignore_env);
@@ -183,13 +248,18 @@ static int run_lua(int argc, char **argv, const opts *o)
     }
     if (o->warnings)
         lua_warning(L, "@on", 0);
-    create_arg_table(L, argc, argv, o->script);
+    int command = o->script < argc && is_lua_command(argv[o->script]);
     int status = load_nyx(L);
+    if (status == LUA_OK && o->script < argc && !command)
+        status = take_run_flags(L, &argc, argv, o->script);
+    create_arg_table(L, argc, argv, o->script);
     if (status == LUA_OK && !o->ignore_env)
         status = run_init(L);
     if (status == LUA_OK)
         status = run_options(L, argc, argv, o);
-    if (status == LUA_OK && o->script < argc)
+    if (status == LUA_OK && command)
+        status = run_command(L, argc, argv, o->script);
+    else if (status == LUA_OK && o->script < argc)
         status = run_script(L, argc, argv, o->script);
     nyx_lua_close(L);
     return status == LUA_OK ? NYX_EXIT_OK : NYX_EXIT_FAILURE;
@@ -226,7 +296,8 @@ int main(int argc, char **argv)
     /* A command word wins over a file of that name: ./db runs the file. */
     if (o.script < argc && nyx_cli_is_command(argv[o.script]))
         return nyx_cli_run(argc - o.script, argv + o.script);
-    if (o.script < argc && !is_script(argv[o.script])) {
+    if (o.script < argc && !is_lua_command(argv[o.script]) &&
+        !is_script(argv[o.script])) {
         char what[300];
         snprintf(what, sizeof what,
                  "unknown command '%.200s' (and no script file by that name)",
