@@ -224,6 +224,57 @@ local function check(text)
   return unique, m
 end
 
+-- ---- .luacheckrc's std "nyx" ------------------------------------------------
+
+-- The paths a luacheck field definition names ("nyx.tree.create", ...);
+-- a field listed in the array part is a name alone.
+local function std_paths(def, path, out)
+  for k, v in pairs(def.fields or {}) do
+    if type(k) == "number" then
+      out[path .. "." .. v] = true
+    else
+      out[path .. "." .. k] = true
+      std_paths(v, path .. "." .. k, out)
+    end
+  end
+  return out
+end
+
+local function binary_paths(t, path, out)
+  for k, v in pairs(t) do
+    if type(k) == "string" and not k:match("^__") then
+      out[path .. "." .. k] = true
+      if type(v) == "table" and has_string_keys(v) and path .. "." .. k ~= "nyx.json" then
+        binary_paths(v, path .. "." .. k, out)
+      end
+    end
+  end
+  return out
+end
+
+-- The std read from a .luacheckrc's text (it is Lua).
+local function luacheck_std(rc)
+  local env = { stds = {}, files = {} }
+  local chunk = assert(load(rc, "=.luacheckrc", "t", env))
+  chunk()
+  local std = env.stds.nyx
+  return std and std.read_globals and std.read_globals.nyx
+end
+
+local function std_problems(rc)
+  local def = luacheck_std(rc)
+  if not def then return { ".luacheckrc: no stds.nyx with read_globals.nyx" } end
+  local declared, registered, problems = std_paths(def, "nyx", {}), binary_paths(nyx, "nyx", {}), {}
+  for p in pairs(registered) do
+    if not declared[p] then problems[#problems + 1] = p .. ": registered by nyx, missing from .luacheckrc" end
+  end
+  for p in pairs(declared) do
+    if not registered[p] then problems[#problems + 1] = p .. ": in .luacheckrc, not registered by nyx" end
+  end
+  table.sort(problems)
+  return problems
+end
+
 -- ---- the specs -------------------------------------------------------------
 
 describe("types/nyx.lua", function()
@@ -346,6 +397,17 @@ describe("types/nyx.lua", function()
 
   it("gives each message type an agent accepts, and only those", function()
     assert.is_true(message_types_ok)
+  end)
+
+  it("has .luacheckrc's std nyx list what the binary registers, both ways", function()
+    local rc = read(H.source .. "/.luacheckrc")
+    local problems = std_problems(rc)
+    assert(#problems == 0, ".luacheckrc and the binary differ:\n  " .. table.concat(problems, "\n  "))
+    -- and the check can fail: a name dropped, a name too many
+    local dropped = rc:gsub('"sleep", ', "", 1)
+    assert.are.same({ "nyx.task.sleep: registered by nyx, missing from .luacheckrc" }, std_problems(dropped))
+    local extra = rc:gsub('"cancel_all", ', '"cancel_all", "kill", ', 1)
+    assert.are.same({ "nyx.proc.kill: in .luacheckrc, not registered by nyx" }, std_problems(extra))
   end)
 
   it("loads as Lua", function()
