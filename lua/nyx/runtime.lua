@@ -38,6 +38,7 @@ local agent_of_task = {}
 local node_budget = setmetatable({}, { __mode = "v" })   -- node id -> budget
 local live_nodes = setmetatable({}, { __mode = "v" })    -- node id -> node, while worked
 local stopping = nil                      -- "SIGINT"/"SIGTERM" once stopping
+local trapped = false                     -- trap_signals has run
 local counters = { agents = 0, orchestrators = 0, refused = 0 }
 
 local function log(rows) db.log(rows, NOWAIT) end
@@ -1028,8 +1029,6 @@ end
 
 --- stopping(): the reason nyx is stopping, or nil.
 function M.stopping() return stopping end
-
-local trapped = false
 
 --- trap_signals(): on SIGINT/SIGTERM, stop (see stop), kill tool processes,
 -- say what was stopped in one line, exit 130 (for either signal: "stopped

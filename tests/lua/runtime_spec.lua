@@ -502,6 +502,20 @@ describe("the runtime", function()
     assert.is_true(o.paused >= 1)
   end)
 
+  it("sets up its signal handling once: a script's own trap, set after, stays", function()
+    local script = H.write(dir .. "/own_trap.lua", [[
+      nyx.orchestrate("a first goal", { strategy = "decompose" })   -- traps SIGINT and SIGTERM
+      nyx.limits.trap(function(sig) print("own trap: " .. sig); io.stdout:flush(); os.exit(7) end)
+      nyx.orchestrate("a second goal", { strategy = "decompose" })  -- must not trap them again
+      nyx.proc.run{ argv = { "sh", "-c", "kill -INT $PPID" } }
+      nyx.task.sleep(5)
+      print("not stopped")
+    ]])
+    local r = H.nyx({ script }, { env = H.env_for(dbname, { NYX_OFFLINE = "1" }) })
+    assert.are.equal(7, r.code, r.out .. r.err)
+    assert.matches("own trap: SIGINT", r.out)
+  end)
+
   it("says clearly what is wrong with a call", function()
     assert.has_error(function() nyx.orchestrate(42) end,
       "bad argument #1 to 'orchestrate' (expected a node or a goal string)")
