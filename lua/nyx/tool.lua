@@ -278,7 +278,7 @@ function runtime.Agent:chat(req)
     for _, b in ipairs(r.content) do
       if b.type == "tool_use" then
         calls = calls + 1
-        local t, content, is_error = allowed[b.name], nil, nil
+        local t, content, is_error = allowed[b.name]
         if not t then
           content, is_error = ("no tool named '%s' was given to this agent"):format(tostring(b.name)), true
         else
