@@ -39,7 +39,7 @@ elseif mode == "suspended" then
       kb0, rss0 = collectgarbage("count"), core.maxrss()
       local hs = {}
       for i = 1, n do
-        hs[i] = ctx:spawn{ type = "task", node = node, run = function(agent)
+        hs[i] = ctx:spawn{ type = "task", node = node, run = function()
           ready = ready + 1
           release:wait()
         end }

@@ -25,7 +25,7 @@ end
 call() -- warm up: connection, config, pricing, the log writer
 local before = nyx.db.query("SELECT count(*) AS n FROM llm_interactions WHERE thought_tree_id = $1", root.id)[1].n
 
-local started, claimed = 0, 0
+local claimed = 0
 local t0, c0 = core.now(), os.clock()
 local workers = {}
 for w = 1, C do
