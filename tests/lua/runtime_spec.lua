@@ -174,16 +174,16 @@ describe("the runtime", function()
     assert.are.equal(3, woke)
     assert.are.equal(5, pool:stats().peak)
     -- a task taking back its slot waits ahead of the queue
-    local one = nyx.limits.pool(1)
-    one:acquire()
+    local single = nyx.limits.pool(1)
+    single:acquire()
     local seen = {}
-    local q = {}
+    local waiters = {}
     for i, front in ipairs({ false, false, true }) do
-      q[i] = nyx.task.spawn(function() one:acquire(front); seen[#seen + 1] = i; one:release() end)
+      waiters[i] = nyx.task.spawn(function() single:acquire(front); seen[#seen + 1] = i; single:release() end)
     end
     nyx.task.sleep(0.01)
-    one:release()
-    nyx.task.wait_all(q)
+    single:release()
+    nyx.task.wait_all(waiters)
     assert.are.same({ 3, 1, 2 }, seen)
     assert.has_error(function() nyx.limits.pool(0) end)
     assert.matches("recursion limit: depth 4 is deeper than max_recursion_depth %(3%)", nyx.limits.depth(4, 3))

@@ -2,10 +2,6 @@
 -- input refused with a clear error and the database unchanged.
 local H = require "tests.lua.helper"
 
-local function count()
-  return nyx.db.query("SELECT count(*) AS n FROM thought_trees")[1].n
-end
-
 local function snapshot()
   return nyx.db.query("SELECT * FROM thought_trees ORDER BY id")
 end
