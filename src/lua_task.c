@@ -49,8 +49,6 @@ struct nyx_task {
     nyx_waiter *waiting_on; /* what its NYX_YIELD waits for */
     int cancel_ref;         /* the error a cancelled task raises, or NOREF */
     int let_go;             /* its waiter was let go: raise on resume */
-    lua_KFunction k;        /* the continuation of the wait it is in */
-    lua_KContext kctx;
     unsigned long id;
     nyx_task *next_ready;
     waitlink *waiters;
@@ -305,10 +303,10 @@ static int let_go(lua_State *L, nyx_waiter *w)
 static int await_k(lua_State *L, int status, lua_KContext ctx)
 {
     nyx_task *t = sched_of(L)->current;
-    (void)ctx;
+    nyx_waiter *w = (nyx_waiter *)ctx; /* alive: on this coroutine's stack */
     if (t->cancel_ref != LUA_NOREF && t->let_go)
         return raise_cancel(L, t);
-    int n = t->k(L, status, t->kctx); /* may wait again */
+    int n = w->k(L, status, w->kctx); /* may wait again */
     if (t->cancel_ref != LUA_NOREF)
         return raise_cancel(L, t);
     return n;
@@ -323,10 +321,10 @@ int nyx_await(lua_State *L, nyx_waiter *w, lua_KContext ctx, lua_KFunction k)
     if (!w->done && t && lua_isyieldable(L)) {
         w->task = t;
         t->waiting_on = w;
-        t->k = k;
-        t->kctx = ctx;
+        w->k = k;
+        w->kctx = ctx;
         lua_pushlightuserdata(L, (void *)NYX_YIELD);
-        return lua_yieldk(L, 1, 0, await_k);
+        return lua_yieldk(L, 1, (lua_KContext)w, await_k);
     }
     w->task = NULL;
     if (run_until(s, waiter_is_done, w) < 0)

@@ -22,6 +22,8 @@ struct nyx_waiter {
      * the waiter again and the task raises at once), 0 if it still
      * completes (the task raises right after). NULL: as 0. */
     int (*cancel)(lua_State *L, nyx_waiter *w);
+    lua_KFunction k; /* nyx_await's: where the wait continues */
+    lua_KContext kctx;
 };
 
 /* Sets up the scheduler of this Lua state (nyx_lua_new does). */

@@ -72,13 +72,11 @@ function handlers.config(msg)
   io.stderr:write(("nyx: %s changed to %s by %s\n"):format(msg.key, shown, msg.by))
 end
 
-local listening = false
 --- listen(): this process follows nyx_control from now on (nyx.orchestrate
--- calls it when it starts). Cheap to call again.
+-- calls it when it starts). Cheap to call again (the same function is
+-- registered once), and after nyx.db.close or connect it listens again.
 function M.listen()
-  if listening then return end
   db.listen(M.channel, on_message)
-  listening = true
 end
 
 --- announce(op, fields): a message on nyx_control (what nyx.config.set
