@@ -16,15 +16,16 @@ struct nyx_timer {
 
 typedef struct watcher {
     unsigned events;
+    int unkept; /* nyx_loop_keep(fd, 0) */
     nyx_io_cb cb;
     void *arg;
 } watcher;
 
 struct nyx_loop {
     int epfd;
-    watcher *fds; /* indexed by fd */
-    int nfds, watched;
-    nyx_timer **heap; /* min-heap on due */
+    watcher *fds;              /* indexed by fd */
+    int nfds, watched, unkept; /* unkept: watched fds that keep nothing */
+    nyx_timer **heap;          /* min-heap on due */
     size_t ntimers, cap;
 };
 
@@ -116,10 +117,23 @@ int nyx_loop_watch(nyx_loop *loop, int fd, unsigned events, nyx_io_cb cb,
         }
     }
     loop->watched += (events != 0) - (w->events != 0);
+    if (!events && w->unkept) {
+        w->unkept = 0;
+        loop->unkept--;
+    }
     w->events = events;
     w->cb = events ? cb : NULL;
     w->arg = events ? arg : NULL;
     return 0;
+}
+
+void nyx_loop_keep(nyx_loop *loop, int fd, int keep)
+{
+    if (fd < 0 || fd >= loop->nfds || !loop->fds[fd].events ||
+        loop->fds[fd].unkept == !keep)
+        return;
+    loop->fds[fd].unkept = !keep;
+    loop->unkept += keep ? -1 : 1;
 }
 
 /* ---- timers: a binary min-heap ---------------------------------------- */
@@ -218,7 +232,7 @@ static int run_timers(nyx_loop *loop)
 
 int nyx_loop_run_once(nyx_loop *loop, double max_wait_ms)
 {
-    if (!loop->watched && !loop->ntimers && max_wait_ms < 0)
+    if (loop->watched == loop->unkept && !loop->ntimers && max_wait_ms < 0)
         return -1;
     double wait = max_wait_ms;
     if (loop->ntimers) {

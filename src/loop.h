@@ -20,6 +20,13 @@ void nyx_loop_free(nyx_loop *loop);
 int nyx_loop_watch(nyx_loop *loop, int fd, unsigned events, nyx_io_cb cb,
                    void *arg);
 
+/* keep 0: the watcher on fd (set with nyx_loop_watch) does not keep the
+ * loop waiting by itself, as libuv's uv_unref: when only such watchers are
+ * left, nyx_loop_run_once(loop, -1) returns -1 (nothing to wait for) and a
+ * deadlock is still seen. A listening connection is one. keep 1 undoes it.
+ * Cleared when the fd is no longer watched. */
+void nyx_loop_keep(nyx_loop *loop, int fd, int keep);
+
 /* Calls cb(loop, arg) once, after ms milliseconds (0: on the next
  * iteration). The timer belongs to the loop until it fires or is stopped. */
 nyx_timer *nyx_timer_start(nyx_loop *loop, double ms, nyx_timer_cb cb,

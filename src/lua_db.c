@@ -5,6 +5,7 @@
  * ($1, $2, ...) separately from the SQL text. */
 #include "database.h"
 #include "lua_json.h"
+#include "lua_listen.h"
 #include "lua_nyx.h"
 #include "lua_task.h"
 #include "migrate.h"
@@ -91,6 +92,16 @@ static conn *get_conn(lua_State *L, int *first)
     if (!c->pg)
         nyx_raise(L, "connection", "the database connection is closed");
     return c;
+}
+
+nyx_pg *nyx_db_default_pg(lua_State *L)
+{
+    lua_pushnil(L); /* not a conn: get_conn takes the default */
+    lua_insert(L, 1);
+    int first;
+    conn *c = get_conn(L, &first);
+    lua_remove(L, 1);
+    return c->pg;
 }
 
 /* ---- values in ------------------------------------------------------- */
@@ -470,6 +481,7 @@ static int db_connect(lua_State *L)
         nyx_pg_close(old->pg);
         old->pg = NULL;
     }
+    nyx_listen_close(L); /* listen() listens again, on the new one */
     return 1;
 }
 
@@ -484,6 +496,28 @@ static int db_close(lua_State *L)
         nyx_pg_close(c->pg);
         c->pg = NULL;
     }
+    if (!luaL_testudata(L, 1, CONN_MT))
+        nyx_listen_close(L); /* the default's: listen() opens it again */
+    return 0;
+}
+
+/* notify(channel [, payload]): pg_notify on the default connection (or
+ * this one); delivered when the transaction commits (at once outside
+ * one). */
+static int db_notify(lua_State *L)
+{
+    int first;
+    conn *c = get_conn(L, &first);
+    nyx_listen_check_channel(L, first);
+    luaL_optstring(L, first + 1, "");
+    lua_settop(L, first + 1);
+    if (lua_isnil(L, first + 1)) {
+        lua_pushliteral(L, "");
+        lua_replace(L, first + 1);
+    }
+    lua_pushliteral(L, "SELECT pg_notify($1, $2)");
+    lua_insert(L, first);
+    run(L, c, first);
     return 0;
 }
 
@@ -953,6 +987,9 @@ static const luaL_Reg module_funcs[] = {{"query", db_query},
                                         {"close", db_close},
                                         {"log", db_log},
                                         {"flush", db_flush},
+                                        {"listen", nyx_db_listen},
+                                        {"unlisten", nyx_db_unlisten},
+                                        {"notify", db_notify},
                                         {NULL, NULL}};
 
 static const luaL_Reg conn_methods[] = {{"query", db_query},
@@ -961,6 +998,7 @@ static const luaL_Reg conn_methods[] = {{"query", db_query},
                                         {"info", db_info},
                                         {"migrate", db_migrate},
                                         {"status", db_status},
+                                        {"notify", db_notify},
                                         {"close", db_close},
                                         {NULL, NULL}};
 

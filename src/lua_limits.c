@@ -91,6 +91,19 @@ static int wait_gc(lua_State *L)
     return 0;
 }
 
+/* The waiting task is cancelled: out of the queue (a slot granted and not
+ * yet taken is not waited for: the wait completes and acquire_k takes it,
+ * so the task's code gives it back). */
+static int wait_cancel(lua_State *L, nyx_waiter *w)
+{
+    slot_wait *sw = (slot_wait *)w; /* w is its first member */
+    (void)L;
+    if (!sw->queued)
+        return 0;
+    unlink_wait(sw->pool, sw);
+    return 1;
+}
+
 static int acquire_k(lua_State *L, int status, lua_KContext ctx)
 {
     slot_wait *sw = (slot_wait *)ctx;
@@ -119,6 +132,7 @@ static int pool_acquire(lua_State *L)
     lua_setiuservalue(L, -2, 1);
     sw->pool = p;
     sw->queued = 1;
+    sw->w.cancel = wait_cancel;
     if (front) {
         sw->next = p->head;
         if (p->head)
@@ -292,6 +306,16 @@ static int ewait_gc(lua_State *L)
     return 0;
 }
 
+static int ewait_cancel(lua_State *L, nyx_waiter *w)
+{
+    ev_wait *ew = (ev_wait *)w; /* w is its first member */
+    (void)L;
+    ev_unlink(ew);
+    nyx_timer_stop(ew->loop, ew->timer);
+    ew->timer = NULL;
+    return 1;
+}
+
 static int event_wait_k(lua_State *L, int status, lua_KContext ctx)
 {
     ev_wait *ew = (ev_wait *)ctx;
@@ -311,6 +335,7 @@ static int event_wait(lua_State *L)
     lua_pushvalue(L, 1);
     lua_setiuservalue(L, -2, 1);
     ew->loop = nyx_sched_loop(L);
+    ew->w.cancel = ewait_cancel;
     ew->owner = &e->head;
     ew->next = e->head;
     if (e->head)

@@ -29,8 +29,8 @@ typedef struct client {
 } client;
 
 typedef struct call_box {
+    nyx_waiter w; /* first: the box is where its waiter is */
     nyx_claude_call http;
-    nyx_waiter w;
     int done, ref;
     nyx_buf events; /* streamed, not yet handed to Lua: len,event,len,data */
     size_t events_read;
@@ -279,6 +279,17 @@ static void push_outcome(lua_State *L, call_box *b)
     lua_setfield(L, -2, "attempts");
 }
 
+/* The waiting task is cancelled: the request is aborted at once (its
+ * connection closed, a retry's timer stopped); the box goes with the GC. */
+static int call_cancel(lua_State *L, nyx_waiter *w)
+{
+    call_box *b = (call_box *)w;
+    nyx_claude_cancel(&b->http);
+    nyx_unref(L, b->ref);
+    b->ref = LUA_NOREF;
+    return 1;
+}
+
 /* An error from on_event: the call stops here, and so does the request. */
 static int abandon(lua_State *L, call_box *b)
 {
@@ -360,6 +371,7 @@ static int claude_request(lua_State *L)
     b->http.on_event = on_event;
     b->http.on_done = on_done;
     b->http.arg = b;
+    b->w.cancel = call_cancel;
     nyx_err err = {{0}};
     if (nyx_claude_start(c->claude, &b->http, &err) < 0)
         return nyx_raise(L, "connection", err.msg);

@@ -17,8 +17,8 @@
 #define DEFAULT_MAX_OUTPUT (1024 * 1024)
 
 typedef struct call_box {
+    nyx_waiter w; /* first: the box is where its waiter is */
     nyx_proc *run;
-    nyx_waiter w;
 } call_box;
 
 static int service_gc(lua_State *L)
@@ -56,6 +56,17 @@ static int call_gc(lua_State *L)
     nyx_proc_release(b->run);
     b->run = NULL;
     return 0;
+}
+
+/* The waiting task is cancelled: the run's process group is killed
+ * (SIGKILL) and reaped by the service. */
+static int call_cancel(lua_State *L, nyx_waiter *w)
+{
+    call_box *b = (call_box *)w;
+    (void)L;
+    nyx_proc_release(b->run);
+    b->run = NULL;
+    return 1;
 }
 
 static void on_done(nyx_proc *run, void *arg)
@@ -273,6 +284,7 @@ static int proc_run(lua_State *L)
     luaL_setmetatable(L, CALL_MT);
     o.on_done = on_done;
     o.arg = b;
+    b->w.cancel = call_cancel;
     nyx_err err;
     b->run = nyx_proc_start(s, &o, &err);
     if (!b->run)

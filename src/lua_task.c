@@ -47,6 +47,8 @@ struct nyx_task {
     int ref;       /* registry ref to the userdata while unfinished */
     int state, nargs, woken;
     nyx_waiter *waiting_on; /* what its NYX_YIELD waits for */
+    int cancel_ref;         /* the error a cancelled task raises, or NOREF */
+    int let_go;             /* its waiter was let go: raise on resume */
     unsigned long id;
     nyx_task *next_ready;
     waitlink *waiters;
@@ -159,6 +161,8 @@ static void finish(nyx_sched *s, nyx_task *t, int status, int nres)
         nyx_waiter_done(&wl->w);
     }
     s->live--;
+    nyx_unref(s->L, t->cancel_ref);
+    t->cancel_ref = LUA_NOREF;
     nyx_unref(s->L, t->ref); /* the handle may be collected now */
     t->ref = LUA_NOREF;
 }
@@ -276,19 +280,76 @@ static int deadlock(lua_State *L)
                          "happen (no task can run and nothing is pending)");
 }
 
+/* Raises the error the cancelled task t was given. */
+static int raise_cancel(lua_State *L, nyx_task *t)
+{
+    t->let_go = 0;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_ref);
+    return lua_error(L);
+}
+
+/* Lets w go if it can be: 1 if it was (its work is stopped). */
+static int let_go(lua_State *L, nyx_waiter *w)
+{
+    if (!w->cancel || !w->cancel(L, w))
+        return 0;
+    w->task = NULL;
+    w->done = 1;
+    return 1;
+}
+
+/* Where every wait of a task resumes: a cancelled task raises, after its
+ * binding has finished the wait when the work was not let go. */
+static int await_k(lua_State *L, int status, lua_KContext ctx)
+{
+    nyx_task *t = sched_of(L)->current;
+    nyx_waiter *w = (nyx_waiter *)ctx; /* alive: on this coroutine's stack */
+    if (t->cancel_ref != LUA_NOREF && t->let_go)
+        return raise_cancel(L, t);
+    int n = w->k(L, status, w->kctx); /* may wait again */
+    if (t->cancel_ref != LUA_NOREF)
+        return raise_cancel(L, t);
+    return n;
+}
+
 int nyx_await(lua_State *L, nyx_waiter *w, lua_KContext ctx, lua_KFunction k)
 {
     nyx_sched *s = sched_of(L);
-    if (!w->done && s->current && lua_isyieldable(L)) {
-        w->task = s->current;
-        s->current->waiting_on = w;
+    nyx_task *t = s->current;
+    if (t && t->cancel_ref != LUA_NOREF && !w->done && let_go(L, w))
+        return raise_cancel(L, t);
+    if (!w->done && t && lua_isyieldable(L)) {
+        w->task = t;
+        t->waiting_on = w;
+        w->k = k;
+        w->kctx = ctx;
         lua_pushlightuserdata(L, (void *)NYX_YIELD);
-        return lua_yieldk(L, 1, ctx, k);
+        return lua_yieldk(L, 1, (lua_KContext)w, await_k);
     }
     w->task = NULL;
     if (run_until(s, waiter_is_done, w) < 0)
         return deadlock(L);
-    return k(L, LUA_OK, ctx);
+    int n = k(L, LUA_OK, ctx);
+    if (t && t == s->current && t->cancel_ref != LUA_NOREF)
+        return raise_cancel(L, t);
+    return n;
+}
+
+int nyx_task_cancel(lua_State *L, int idx)
+{
+    nyx_task *t = luaL_checkudata(L, idx, TASK_MT);
+    if (t->state >= T_DONE || t->cancel_ref != LUA_NOREF) {
+        lua_pop(L, 1);
+        return 0;
+    }
+    t->cancel_ref = nyx_ref(L);
+    nyx_waiter *w = t->waiting_on;
+    if (t->state == T_WAITING && w && let_go(L, w)) {
+        t->waiting_on = NULL;
+        t->let_go = 1;
+        enqueue(t->sched, t);
+    }
+    return 1;
 }
 
 /* ---- coroutine.resume and coroutine.wrap -------------------------------- */
@@ -423,6 +484,7 @@ static int task_spawn(lua_State *L)
     t->sched = s;
     t->id = ++s->next_id;
     t->ref = LUA_NOREF;
+    t->cancel_ref = LUA_NOREF;
     luaL_setmetatable(L, TASK_MT);
     t->co = lua_newthread(L);
     lua_setiuservalue(L, -2, 1);
@@ -470,19 +532,32 @@ static int push_results(lua_State *L, int idx)
     return n + 1;
 }
 
+/* Takes the waiter out of its target's list (if it is still on it). */
+static void unlink_waitlink(waitlink *wl)
+{
+    if (!wl->target)
+        return;
+    if (wl->prev)
+        wl->prev->next = wl->next;
+    else
+        wl->target->waiters = wl->next;
+    if (wl->next)
+        wl->next->prev = wl->prev;
+    wl->target = NULL;
+    wl->prev = wl->next = NULL;
+}
+
 static int waitlink_gc(lua_State *L)
 {
-    waitlink *wl = lua_touserdata(L, 1);
-    if (wl->target) { /* the waiting side went away first: unlink */
-        if (wl->prev)
-            wl->prev->next = wl->next;
-        else
-            wl->target->waiters = wl->next;
-        if (wl->next)
-            wl->next->prev = wl->prev;
-        wl->target = NULL;
-    }
+    unlink_waitlink(lua_touserdata(L, 1)); /* the waiting side went first */
     return 0;
+}
+
+static int waitlink_cancel(lua_State *L, nyx_waiter *w)
+{
+    (void)L;
+    unlink_waitlink((waitlink *)w); /* w is its first member */
+    return 1;
 }
 
 /* Links a waiter into t's list, boxed on the stack. stack: +1 */
@@ -493,6 +568,7 @@ static waitlink *link_waiter(lua_State *L, nyx_task *t)
     waitlink *wl = lua_newuserdatauv(L, sizeof *wl, 0);
     memset(wl, 0, sizeof *wl);
     luaL_setmetatable(L, WAIT_MT);
+    wl->w.cancel = waitlink_cancel;
     wl->target = t;
     wl->next = t->waiters;
     if (t->waiters)
@@ -569,6 +645,15 @@ static int sleeper_gc(lua_State *L)
 
 static int sleep_k(lua_State *L, int status, lua_KContext ctx) { return 0; }
 
+static int sleep_cancel(lua_State *L, nyx_waiter *w)
+{
+    sleeper *sl = (sleeper *)w; /* w is its first member */
+    (void)L;
+    nyx_timer_stop(sl->loop, sl->timer);
+    sl->timer = NULL;
+    return 1;
+}
+
 /* sleep(seconds): lets every other task run meanwhile. */
 static int task_sleep(lua_State *L)
 {
@@ -578,10 +663,26 @@ static int task_sleep(lua_State *L)
     memset(sl, 0, sizeof *sl);
     luaL_setmetatable(L, SLEEP_MT);
     sl->loop = sched_of(L)->loop;
+    sl->w.cancel = sleep_cancel;
     sl->timer = nyx_timer_start(sl->loop, seconds * 1e3, sleep_fired, sl);
     if (!sl->timer)
         return luaL_error(L, "out of memory");
     return nyx_await(L, &sl->w, 0, sleep_k);
+}
+
+/* handle:cancel([err]): err (default: a "cancelled" error) is raised in
+ * the task at the wait it is in, or its next, and at every wait after;
+ * what it waits for is stopped (a request aborted, a process killed).
+ * Returns false if it had already ended or been cancelled. */
+static int task_cancel(lua_State *L)
+{
+    check_task(L, 1);
+    if (lua_isnoneornil(L, 2))
+        nyx_push_error(L, "cancelled", "the task was cancelled");
+    else
+        lua_pushvalue(L, 2);
+    lua_pushboolean(L, nyx_task_cancel(L, 1));
+    return 1;
 }
 
 static int task_current(lua_State *L)
@@ -609,6 +710,10 @@ static int task_index(lua_State *L)
         lua_pushinteger(L, (lua_Integer)t->id);
     else if (strcmp(key, "wait") == 0)
         lua_pushcfunction(L, task_wait);
+    else if (strcmp(key, "cancel") == 0)
+        lua_pushcfunction(L, task_cancel);
+    else if (strcmp(key, "cancelled") == 0)
+        lua_pushboolean(L, t->cancel_ref != LUA_NOREF);
     else
         lua_pushnil(L);
     return 1;

@@ -13,10 +13,18 @@ typedef struct nyx_task nyx_task;
 
 /* What a slow call waits for; the binding embeds it in its own state and
  * calls nyx_waiter_done when the work is done. */
-typedef struct nyx_waiter {
+typedef struct nyx_waiter nyx_waiter;
+struct nyx_waiter {
     nyx_task *task; /* set by nyx_await: the task to resume, or NULL */
     int done;
-} nyx_waiter;
+    /* Optional: stops the work when the waiting task is cancelled
+     * (nyx_task_cancel). Returns 1 if the work is let go (nothing touches
+     * the waiter again and the task raises at once), 0 if it still
+     * completes (the task raises right after). NULL: as 0. */
+    int (*cancel)(lua_State *L, nyx_waiter *w);
+    lua_KFunction k; /* nyx_await's: where the wait continues */
+    lua_KContext kctx;
+};
 
 /* Sets up the scheduler of this Lua state (nyx_lua_new does). */
 void nyx_sched_open(lua_State *L);
@@ -26,6 +34,12 @@ nyx_loop *nyx_sched_loop(lua_State *L);
 /* Suspends the calling Lua code until nyx_waiter_done(w), then continues
  * in k(L, LUA_OK, ctx). Use as: return nyx_await(L, w, ctx, k); */
 int nyx_await(lua_State *L, nyx_waiter *w, lua_KContext ctx, lua_KFunction k);
+
+/* Cancels the task whose handle is at idx: err (the value on top of the
+ * stack, popped) is raised in it at the wait it is in (whose cancel is
+ * called), or at its next one, and again at every wait after, until it
+ * ends. Returns 0 if the task had already ended or was cancelled. */
+int nyx_task_cancel(lua_State *L, int idx);
 
 /* Marks w done and makes its task ready to run. Safe from loop callbacks. */
 void nyx_waiter_done(nyx_waiter *w);

@@ -262,3 +262,22 @@ const char *nyx_pg_error_message(const nyx_pg *pg)
 }
 
 int nyx_pg_ok(const nyx_pg *pg) { return PQstatus(pg->conn) == CONNECTION_OK; }
+
+int nyx_pg_next_note(nyx_pg *pg, nyx_pg_note *n)
+{
+    PGnotify *note = PQnotifies(pg->conn);
+    memset(n, 0, sizeof *n);
+    if (!note)
+        return 0;
+    n->raw = note;
+    n->channel = note->relname;
+    n->payload = note->extra ? note->extra : "";
+    n->pid = note->be_pid;
+    return 1;
+}
+
+void nyx_pg_note_free(nyx_pg_note *n)
+{
+    PQfreemem(n->raw);
+    n->raw = NULL;
+}

@@ -85,6 +85,17 @@ nyx_pg_res *nyx_pg_next_result(nyx_pg *pg);
 const char *nyx_pg_error_message(const nyx_pg *pg);
 int nyx_pg_ok(const nyx_pg *pg); /* the connection is usable */
 
+/* Notifications (LISTEN/NOTIFY) that nyx_pg_consume has read: each call
+ * fills n with the next one and returns 1, or returns 0 when none is
+ * waiting. channel and payload stay valid until nyx_pg_note_free(n). */
+typedef struct nyx_pg_note {
+    const char *channel, *payload;
+    int pid; /* the notifying backend's */
+    void *raw;
+} nyx_pg_note;
+int nyx_pg_next_note(nyx_pg *pg, nyx_pg_note *n);
+void nyx_pg_note_free(nyx_pg_note *n);
+
 /* libpq's version, e.g. 150018. */
 int nyx_pg_lib_version(void);
 

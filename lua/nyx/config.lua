@@ -1,6 +1,8 @@
 --- nyx.config: the system_config table, read through a short cache so the
 -- engine can consult it on every call. A change made while nyx runs (by
--- another process, or nyx.config.set) is seen within `ttl` seconds.
+-- another process, or nyx.config.set) is seen within `ttl` seconds; one
+-- made with set() at once by every engine (set announces it on
+-- nyx_control, and nyx.steer drops the cache on the notification).
 local db = require "nyx.db"
 local core = require "nyx.core"
 
@@ -46,6 +48,7 @@ function M.set(key, value, config_type, description)
             key, { value = value }, config_type, description)
   end
   values = nil
+  require("nyx.steer").announce("config", { key = key }) -- engines apply it at once
 end
 
 --- refresh(): forget the cache; the next get reads the table.

@@ -280,12 +280,19 @@ function M.complete(req)
   local timeout = settings.llm_timeout_seconds or 60
   local stream = streamed and assembler(on_text) or {}
   local started = core.timestamp()
-  local out = claude.request(payload, {
+  local t0 = core.now()
+  local sent, out = pcall(claude.request, payload, {
     stream = streamed, beta = req.beta, on_event = stream.on_event,
     max_retries = settings.default_retry_attempts or 3, timeout = timeout,
   })
+  local cancelled = not sent and type(out) == "table" and out.type == "cancelled" and out or nil
+  if not sent and not cancelled then error(out, 0) end
+  if cancelled then -- the request was aborted (its task cancelled): still a row
+    out = { status = 0, retries = 0, latency_ms = (core.now() - t0) * 1000, attempts = core.json_raw("[]") }
+  end
   local finished = core.timestamp()
-  local resp, failure = interpret(out, stream, timeout)
+  local resp, failure = nil, cancelled
+  if not cancelled then resp, failure = interpret(out, stream, timeout) end
   local usage = resp and resp.usage or {}
   local cost, without = nil, nil
   if resp then
@@ -297,7 +304,9 @@ function M.complete(req)
   local read = usage.cache_read_input_tokens or 0
   local err_msg = failure and ("%s: %s%s"):format(failure.type, failure.message,
     out.request_id and (" (request-id " .. out.request_id .. ")") or "") or nil
-  local ok, log_err = pcall(guard and guard.log or db.log, {
+  local write = guard and guard.log or db.log
+  if cancelled then write = function(rows) return db.log(rows, { wait = false }) end end
+  local ok, log_err = pcall(write, {
     { table = "llm_interactions", columns = INTERACTION_COLUMNS, values = {
       id, agent_id, tree_id, "claude", resp and resp.model or model,
       prompt_text, system_text(body.system), text, started, finished,
@@ -313,6 +322,7 @@ function M.complete(req)
     } },
   })
   if guard then guard.after(tree_id, usage, cost, resp ~= nil) end
+  if cancelled then error(cancelled, 0) end
   if not ok then
     -- the answer could not be recorded: say so, and still hand it over
     error(core.error_object("log", "the call could not be recorded: " .. tostring(log_err),

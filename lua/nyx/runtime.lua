@@ -363,6 +363,8 @@ end
 -- orchestrators row is not written (a give-back of a few milliseconds).
 local function take_slots(a, back, quiet)
   if stopping then raise("cancelled", "nyx is stopping (" .. stopping .. "): no new work starts") end
+  local c = a.cancelled or (a.orchestrator and a.orchestrator.cancelled)
+  if c then error(c, 0) end -- steered: its subtree was cancelled
   local o = a.orchestrator
   if o then o.pool:acquire(back) end
   global_pool():acquire(back)
@@ -416,6 +418,8 @@ llm.guard = {
     return true
   end,
   before = function(tree_id)
+    local t = task.current()
+    if t and t.cancelled then raise("cancelled", "the call's task was cancelled: no new LLM call starts") end
     local b = node_budget[tree_id]
     if not b then return end
     budget_check(b)
@@ -538,11 +542,12 @@ local function agent_main(a, run, input)
     commit()
     return { ok = true, result = result }
   end
-  a.status = stopping and "terminated" or "failed"
+  local halted = stopping or a.cancelled
+  a.status = halted and "terminated" or "failed"
   a.state.error = message_of(result)
   write_agent(a)
   if node.owner == a then
-    fail_node(node, result, stopping and "cancelled" or "failed")
+    fail_node(node, result, halted and "cancelled" or "failed")
   end
   commit()
   return { ok = false, error = result }
@@ -886,9 +891,10 @@ local function orch_main(o, strategy)
       judge_children(node, res)
     end
   else
-    o.status = stopping and "paused" or "failed"
+    local halted = stopping or o.cancelled
+    o.status = halted and "paused" or "failed"
     o.global_context.error = message_of(res)
-    if node.owner == o then fail_node(node, res, stopping and "cancelled" or "failed") end
+    if node.owner == o then fail_node(node, res, halted and "cancelled" or "failed") end
   end
   queue{ table = "orchestrators", update = true, columns = ORCH_STATUS,
          values = { o.id, o.status, o.completed_at, o.active, o.global_context } }
@@ -950,12 +956,17 @@ function run_orchestrator(node, opts, parent)
   if node.owner == o then set_node_status(node, "in_progress") end
   commit()
   local h = setmetatable({ kind = "orchestrator", id = o.id, orchestrator = o }, Handle)
+  o.handle = h
   h.task = task.spawn(function()
     h.outcome = guarded(orch_main, o, strategy)
     h.task = nil
     if node.owner == o then node.owner = FINISHED end
-    o.parent = nil
+    o.parent, o.handle = nil, nil
   end)
+  if parent and parent.cancelled then -- started by a cancelled strategy: cancelled too
+    o.cancelled = parent.cancelled
+    h.task:cancel(parent.cancelled)
+  end
   return h
 end
 
@@ -973,6 +984,7 @@ function M.orchestrate(node, opts)
   end
   check_budget_spec(opts.budget, "orchestrate")
   if not trapped and opts.trap_signals ~= false then M.trap_signals() end
+  require("nyx.steer").listen() -- steered from other processes from now on
   if not opts.budget then
     local b = {}
     for _, k in ipairs { "usd", "tokens", "calls" } do
@@ -988,6 +1000,80 @@ function M.orchestrate(node, opts)
   if stats_task then stats_task:wait() end
   flush_template_stats()
   return okr, res, h.orchestrator
+end
+
+-- ---- steering (nyx.steer) ---------------------------------------------------
+
+-- Whether node lies under target (or is it): its ancestors in memory, and
+-- the subtree's ids as the database has them.
+local function under(n, target, ids)
+  while n do
+    if n.id == target or ids[n.id] then return true end
+    local pid = n.parent_id
+    if pid == nil then return false end
+    if pid == target or ids[pid] then return true end
+    n = live_nodes[pid]
+  end
+  return false
+end
+
+--- cancel_local(node_id, {at =, by =}): what this process runs on that
+-- node's subtree ends: its orchestrators' and agents' tasks are cancelled
+-- (requests aborted, tool processes killed), so they end with a
+-- "cancelled" error their parents receive; agents are recorded
+-- terminated, orchestrators paused, their nodes cancelled (with
+-- metadata.cancelled = info). nyx.steer calls it on a notification.
+-- Returns {agents =, orchestrators =}.
+function M.cancel_local(target, info)
+  local n = { agents = 0, orchestrators = 0 }
+  if type(target) ~= "string" or not core.is_uuid(target) or (next(agents) == nil and next(orchestrators) == nil) then
+    return n
+  end
+  local ids = {}
+  for _, r in ipairs(db.query([[WITH RECURSIVE t AS (SELECT id FROM thought_trees WHERE id = $1
+      UNION ALL SELECT c.id FROM thought_trees c JOIN t ON c.parent_id = t.id) SELECT id FROM t]], target)) do
+    ids[r.id] = true
+  end
+  local err = core.error_object("cancelled", ("node %s was cancelled by %s"):format(target, tostring(info.by)),
+                                { node = target, by = info.by })
+  local function stop(x, kind)
+    if x.cancelled or not under(x.node, target, ids) then return end
+    x.cancelled = err
+    if not TERMINAL[x.node.status] then x.node.metadata.cancelled = info end
+    local h = x.handle
+    if h and h.task then h.task:cancel(err) end
+    n[kind] = n[kind] + 1
+  end
+  for _, o in pairs(orchestrators) do stop(o, "orchestrators") end
+  for _, a in pairs(agents) do stop(a, "agents") end
+  return n
+end
+
+--- retry_local(node_id, root_id, by [, strategy]): if this process runs
+-- the node's tree, claims the node (nyx.steer.claim) and works it again: a
+-- sub-orchestrator under the orchestrator of its parent when that one
+-- still runs, else a top-level one, with the strategy the node ran (or
+-- the one given). Its parent's strategy is not told again. Returns the
+-- handle, or nil if this process does not run the tree or the node could
+-- not be claimed.
+function M.retry_local(id, root, by, strategy)
+  local runs
+  for _, o in pairs(orchestrators) do
+    if o.node.root_id == root then runs = true; break end
+  end
+  if not runs then return nil end
+  local steer = require "nyx.steer"
+  local node = steer.claim(id, by)
+  if not node then return nil end
+  steer.announce("retry_claimed", { node = id })
+  local parent
+  for _, o in pairs(orchestrators) do
+    if o.node.id == node.parent_id and not o.cancelled then parent = o; break end
+  end
+  io.stderr:write(("nyx: node %s retried (asked by %s)\n"):format(id, tostring(by)))
+  local h = run_orchestrator(node, { strategy = strategy or (not parent and "decompose" or nil) }, parent)
+  h:wait()
+  return h
 end
 
 -- ---- stopping ---------------------------------------------------------------

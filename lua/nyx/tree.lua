@@ -263,6 +263,14 @@ function Node:update(fields)
   return reload(self, row)
 end
 
+--- node:cancel(): the subtree's unfinished nodes cancelled, and the
+-- engine running them told at once (nyx.steer). Returns how many nodes.
+function Node:cancel() return require("nyx.steer").cancel(self) end
+
+--- node:retry([opts]): a failed or cancelled node worked again, by the
+-- engine running its tree or else here (nyx.steer).
+function Node:retry(opts) return require("nyx.steer").retry(self, opts) end
+
 function Node:__tostring()
   local goal = self.goal or ""
   if #goal > 60 then goal = goal:sub(1, 57) .. "..." end

@@ -132,11 +132,49 @@ static void test_fd_reused_after_close(void)
     nyx_loop_free(loop);
 }
 
+/* A watcher that keeps nothing (nyx_loop_keep 0: a listening socket) is
+ * still served, but alone it leaves nothing to wait for. */
+static void test_unkept_watcher(void)
+{
+    nyx_loop *loop = nyx_loop_new();
+    int p[2];
+    CHECK(pipe(p) == 0);
+    reads = 0;
+    CHECK_INT(nyx_loop_watch(loop, p[0], NYX_READ, on_read, NULL), 0);
+    nyx_loop_keep(loop, p[0], 0);
+    nyx_loop_keep(loop, p[0], 0);               /* twice: one */
+    CHECK_INT(nyx_loop_run_once(loop, -1), -1); /* would wait for ever */
+    CHECK(write(p[1], "abc", 3) == 3);
+    CHECK_INT(nyx_loop_run_once(loop, 1000), 1); /* served all the same */
+    CHECK_INT(reads, 3);
+    static const char t = 't';
+    norder = 0;
+    nyx_timer_start(loop, 5, mark, (void *)&t);
+    CHECK(write(p[1], "def", 3) == 3);
+    int ran = 0;
+    while (nyx_loop_run_once(loop, -1) >= 0)
+        ran++;
+    CHECK(ran >= 1);
+    CHECK_INT(reads, 6); /* read while the timer kept the loop waiting */
+    CHECK_STR(order, "t");
+    /* unwatched (on_read did at 6): the count went with it */
+    CHECK_INT(nyx_loop_watch(loop, p[0], NYX_READ, on_read, NULL), 0);
+    CHECK_INT(nyx_loop_run_once(loop, 0), 0);
+    nyx_loop_keep(loop, p[0], 1);
+    CHECK(write(p[1], "g", 1) == 1);
+    CHECK_INT(nyx_loop_run_once(loop, -1), 1); /* kept: waited for */
+    nyx_loop_watch(loop, p[0], 0, NULL, NULL);
+    close(p[0]);
+    close(p[1]);
+    nyx_loop_free(loop);
+}
+
 int main(void)
 {
     RUN(test_timers_fire_in_order);
     RUN(test_many_timers);
     RUN(test_fd_watch);
     RUN(test_fd_reused_after_close);
+    RUN(test_unkept_watcher);
     return test_done();
 }

@@ -3,6 +3,9 @@
 #include "pg.h"
 #include "test.h"
 
+#include <stdlib.h>
+#include <sys/select.h>
+
 static void test_connect_failure(void)
 {
     nyx_err err;
@@ -112,11 +115,49 @@ static void test_errors(void)
     test_drop_db(pg, name);
 }
 
+/* LISTEN/NOTIFY: a notification from another session arrives on the
+ * listening connection's socket, is read without blocking and comes out of
+ * nyx_pg_next_note with its channel, payload and sender. */
+static void test_notifications(void)
+{
+    char name[64];
+    nyx_pg *pg = test_fresh_db(name);
+    nyx_err err;
+    nyx_pg *listener = nyx_pg_clone(pg, &err);
+    CHECK(listener != NULL);
+    nyx_pg_note n;
+    CHECK_INT(nyx_pg_next_note(listener, &n), 0);
+    CHECK_INT(nyx_pg_run(listener, "LISTEN nyx_test", 0, NULL, "listen", &err),
+              0);
+    const char *p[] = {"nyx_test", "hello"};
+    CHECK_INT(nyx_pg_run(pg, "SELECT pg_notify($1, $2)", 2, p, "notify", &err),
+              0);
+    CHECK_INT(nyx_pg_run(pg, "NOTIFY nyx_other, 'not listened to'", 0, NULL,
+                         "notify", &err),
+              0);
+    int pid = atoi(test_value(pg, "SELECT pg_backend_pid()"));
+    fd_set rd;
+    FD_ZERO(&rd);
+    FD_SET(nyx_pg_socket(listener), &rd);
+    struct timeval tv = {5, 0};
+    CHECK(select(nyx_pg_socket(listener) + 1, &rd, NULL, NULL, &tv) == 1);
+    CHECK_INT(nyx_pg_consume(listener), 0);
+    CHECK_INT(nyx_pg_next_note(listener, &n), 1);
+    CHECK_STR(n.channel, "nyx_test");
+    CHECK_STR(n.payload, "hello");
+    CHECK_INT(n.pid, pid);
+    nyx_pg_note_free(&n);
+    CHECK_INT(nyx_pg_next_note(listener, &n), 0); /* the other channel: no */
+    nyx_pg_close(listener);
+    test_drop_db(pg, name);
+}
+
 int main(void)
 {
     RUN(test_connect_failure);
     RUN(test_overrides);
     RUN(test_values);
     RUN(test_errors);
+    RUN(test_notifications);
     return test_done();
 }
