@@ -23,5 +23,6 @@ nyx.tool = require "nyx.tool" -- tools for agents, logged: register, run
 nyx.strategy = require "nyx.strategy" -- what strategies share: models by role, plan, validate, ...
 nyx.prompts = require "nyx.prompts" -- prompt templates: sync, get, choose, render, record
 nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it
+nyx.stats = require "nyx.stats" -- nyx.stats{tree =, since =}: calls, tokens, cost, by model and template
 
 return nyx
