@@ -228,7 +228,7 @@ svg text { font: 11px system-ui, sans-serif; fill: #333; }
   for (var i = 0; i <= 10; i++) {
     var tt = t0 + (t1 - t0) * i / 10;
     svg.appendChild(s("line", { x1: x(tt), x2: x(tt), y1: TOP - 6, y2: H, stroke: "#eee" }));
-    svg.appendChild(s("text", { x: x(tt) - 10, y: 12 })).textContent = (tt - t0).toFixed(2) + "s";
+    svg.appendChild(s("text", { x: x(tt), y: 12, "text-anchor": i === 0 ? "start" : i === 10 ? "end" : "middle" })).textContent = (tt - t0).toFixed(2) + "s";
   }
   rows.forEach(function (r, i) {
     var y = TOP + i * RH;
