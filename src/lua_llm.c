@@ -47,6 +47,18 @@ static int client_gc(lua_State *L)
     return 0;
 }
 
+/* Whether the script asked for JSON events on stderr (nyx.run.json). */
+static int json_events(lua_State *L)
+{
+    int top = lua_gettop(L), on = 0;
+    if (lua_getglobal(L, "nyx") == LUA_TTABLE &&
+        lua_getfield(L, -1, "run") == LUA_TTABLE &&
+        lua_getfield(L, -1, "json") != LUA_TNIL)
+        on = lua_toboolean(L, -1);
+    lua_settop(L, top);
+    return on;
+}
+
 static int start_offline(lua_State *L, client *c, int forced)
 {
     nyx_fake_opts o;
@@ -60,16 +72,22 @@ static int start_offline(lua_State *L, client *c, int forced)
     c->offline = 1;
     snprintf(c->base_url, sizeof c->base_url, "http://127.0.0.1:%d",
              nyx_fake_port(c->fake));
+    char msg[sizeof c->base_url + 128];
     if (forced)
-        fprintf(stderr,
-                "nyx: offline: the offline model answers (a fake "
-                "Claude on %s)\n",
-                c->base_url);
+        snprintf(msg, sizeof msg,
+                 "offline: the offline model answers (a fake Claude on %s)",
+                 c->base_url);
     else
-        fprintf(stderr,
-                "nyx: no ANTHROPIC_API_KEY: the offline model answers (a fake "
-                "Claude on %s; set ANTHROPIC_API_KEY for the real one)\n",
-                c->base_url);
+        snprintf(msg, sizeof msg,
+                 "no ANTHROPIC_API_KEY: the offline model answers (a fake "
+                 "Claude on %s; set ANTHROPIC_API_KEY for the real one)",
+                 c->base_url);
+    /* with --json, stderr is a stream of JSON events (nyx.progress); the
+     * message holds no quote or backslash */
+    if (json_events(L))
+        fprintf(stderr, "{\"event\":\"notice\",\"message\":\"%s\"}\n", msg);
+    else
+        fprintf(stderr, "nyx: %s\n", msg);
     return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -318,6 +319,36 @@ static int core_maxrss(lua_State *L)
     return 1;
 }
 
+/* A stream argument: an fd number, or "stdin", "stdout", "stderr". */
+static int check_fd(lua_State *L, int idx)
+{
+    static const char *const names[] = {"stdin", "stdout", "stderr", NULL};
+    if (lua_type(L, idx) == LUA_TSTRING)
+        return luaL_checkoption(L, idx, NULL, names);
+    lua_Integer fd = luaL_checkinteger(L, idx);
+    luaL_argcheck(L, fd >= 0 && fd <= 1024, idx, "not a file descriptor");
+    return (int)fd;
+}
+
+/* isatty(fd): whether the stream is a terminal (the views colour and
+ * redraw only there). */
+static int core_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty(check_fd(L, 1)) == 1);
+    return 1;
+}
+
+/* columns(fd): the terminal's width, or nil when it is not a terminal or
+ * does not say. */
+static int core_columns(lua_State *L)
+{
+    struct winsize ws;
+    if (ioctl(check_fd(L, 1), TIOCGWINSZ, &ws) != 0 || ws.ws_col == 0)
+        return 0;
+    lua_pushinteger(L, ws.ws_col);
+    return 1;
+}
+
 /* error_object(type, message [, fields]): a structured error (not raised). */
 static int core_error(lua_State *L)
 {
@@ -453,6 +484,8 @@ int luaopen_nyx_core(lua_State *L)
                                      {"hash", core_hash},
                                      {"cpu", core_cpu},
                                      {"maxrss", core_maxrss},
+                                     {"isatty", core_isatty},
+                                     {"columns", core_columns},
                                      {"error_object", core_error},
                                      {"json_decode", core_json_decode},
                                      {"json_encode", core_json_encode},

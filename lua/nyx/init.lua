@@ -24,5 +24,8 @@ nyx.strategy = require "nyx.strategy" -- what strategies share: models by role, 
 nyx.prompts = require "nyx.prompts" -- prompt templates: sync, get, choose, render, record
 nyx.steer = require "nyx.steer" -- steering live trees from other processes: cancel, retry, settings
 nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it
+nyx.progress = require "nyx.progress" -- the live view while a tree runs (stderr)
+nyx.progress.enable() -- decided at the first node: a terminal, --json or --quiet
+nyx.stats = require "nyx.stats" -- nyx.stats{tree =, since =}: calls, tokens, cost, by model and template
 
 return nyx

@@ -43,6 +43,13 @@ local counters = { agents = 0, orchestrators = 0, refused = 0 }
 
 local function log(rows) db.log(rows, NOWAIT) end
 
+--- on: hooks for views (nyx.progress), each nil or a function that must
+-- not raise: on.node(node, status) when a node is made (pending) or
+-- changes status, on.agent(agent) when an agent's row is written,
+-- on.call(tree_id, usage, cost, ok) when an LLM call has finished.
+M.on = {}
+local on = M.on
+
 -- Rows an operation produces go out together, in one nyx.db.log call:
 -- queue() them, and commit() before the operation ends or yields.
 local pending = {}
@@ -104,6 +111,7 @@ local function new_node(parent, goal, metadata)
   queue{ table = "thought_trees", columns = NODE_COLUMNS,
           values = { id, n.parent_id, n.root_id, n.depth, goal, "pending", n.metadata, ts, ts } }
   node_budget[id] = node_budget[parent.id]
+  if on.node then on.node(n, "pending") end
   -- the parent judges, once done, how much each child's result contributed
   local kids = parent.kids
   if not kids then kids = {}; parent.kids = kids end
@@ -203,6 +211,7 @@ end
 
 local function set_node_status(n, status)
   n.status = status
+  if on.node then on.node(n, status) end
   n.completed_at = TERMINAL[status] and now() or nil
   if status == "in_progress" then
     n.started = n.started or core.now()
@@ -349,6 +358,7 @@ local AGENT_STATUS = { "id", "status", "completed_at", "state" }
 local ORCH_ACTIVE = { "id", "current_active_agents" }
 
 local function write_agent(a)
+  if on.agent then on.agent(a) end
   queue{ table = "agents", update = true, columns = AGENT_STATUS,
          values = { a.id, a.status, a.completed_at, a.state } }
 end
@@ -425,7 +435,8 @@ llm.guard = {
     budget_check(b)
     while b do b.spent.calls = b.spent.calls + 1; b = b.parent end
   end,
-  after = function(tree_id, usage, cost)
+  after = function(tree_id, usage, cost, ok)
+    if on.call then on.call(tree_id, usage, cost, ok) end
     local b = node_budget[tree_id]
     local tokens = (usage.input_tokens or 0) + (usage.output_tokens or 0) +
                    (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)

@@ -277,6 +277,30 @@ function Node:__tostring()
   return ("node %s [%s] %s"):format(self.id, self.status, goal)
 end
 
+-- ---- views: what a subtree did (nyx.views renders; see docs/lua-api.md) ----
+
+--- node:print(opts?): prints the subtree as `nyx tree show` does (opts:
+-- depth, siblings, all, colour, utf8; colour by default on a terminal).
+function Node:print(opts)
+  local views = require "nyx.views"
+  opts = opts or {}
+  if opts.colour == nil then opts.colour = views.colour("stdout") end
+  io.stdout:write(views.text(self.id, opts))
+end
+
+--- node:llm_calls(): the subtree's llm_interactions rows, oldest first,
+-- each with its llm_call_details row as `details`.
+function Node:llm_calls() return require("nyx.views").rows(self.id, "llm_calls") end
+
+--- node:tools(): the subtree's tool_executions rows, oldest first.
+function Node:tools() return require("nyx.views").rows(self.id, "tools") end
+
+--- node:messages(): the subtree's agent_communications rows, oldest first.
+function Node:messages() return require("nyx.views").rows(self.id, "messages") end
+
+--- node:agents(): the subtree's agents rows, oldest first.
+function Node:agents() return require("nyx.views").rows(self.id, "agents") end
+
 M.Node = Node
 M.null = json.null
 return M
