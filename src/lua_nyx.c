@@ -749,6 +749,7 @@ lua_State *nyx_lua_new(int ignore_env)
     preload(L, "nyx.claude", luaopen_nyx_claude);
     preload(L, "nyx.limits", luaopen_nyx_limits);
     preload(L, "nyx.proc", luaopen_nyx_proc);
+    preload(L, "nyx.repl", luaopen_nyx_repl);
     set_path(L, ignore_env);
     add_searcher(L);
     return L;

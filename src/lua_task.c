@@ -599,6 +599,63 @@ static int task_count(lua_State *L)
     return 1;
 }
 
+/* Takes t out of the ready queue. */
+static void unqueue(nyx_sched *s, nyx_task *t)
+{
+    nyx_task *prev = NULL;
+    for (nyx_task *q = s->ready_head; q; prev = q, q = q->next_ready) {
+        if (q != t)
+            continue;
+        if (prev)
+            prev->next_ready = t->next_ready;
+        else
+            s->ready_head = t->next_ready;
+        if (s->ready_tail == t)
+            s->ready_tail = prev;
+        break;
+    }
+    t->next_ready = NULL;
+}
+
+/* handle:cancel([err]): ends a task that is ready or waiting. Its wait is
+ * given up: the waiter's box becomes garbage and its __gc cleans up (the
+ * transfer removed, the process group killed, the slot given back); its
+ * thread is closed, so its <close> variables run; it fails with err
+ * ("cancelled" by default), which is what its waiters get. Returns false
+ * for a task that has finished or is running (it cannot be stopped from
+ * outside; a debug hook can). */
+static int task_cancel(lua_State *L)
+{
+    nyx_task *t = check_task(L, 1);
+    if (lua_isnoneornil(L, 2)) {
+        lua_settop(L, 1);
+        lua_pushliteral(L, "cancelled");
+    }
+    lua_settop(L, 2);
+    if (t->state >= T_DONE || t->state == T_RUNNING) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    if (t->state == T_READY)
+        unqueue(t->sched, t);
+    if (t->waiting_on) { /* a late nyx_waiter_done must not find t */
+        t->waiting_on->task = NULL;
+        t->waiting_on = NULL;
+    }
+    t->woken = 0;
+    if (!lua_checkstack(t->co, 1))
+        return luaL_error(L, "cancel: no room on the task's stack");
+    lua_pushvalue(L, 2);
+    lua_xmove(L, t->co, 1);
+    finish(t->sched, t, LUA_ERRRUN, 0);
+    observed(L, 1); /* the canceller knows: not a lost failure */
+    /* what it waited for is garbage now: clean it up at once (a child
+     * killed, a transfer stopped), not at some later collection */
+    lua_gc(L, LUA_GCCOLLECT);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 static int task_index(lua_State *L)
 {
     nyx_task *t = check_task(L, 1);
@@ -609,6 +666,8 @@ static int task_index(lua_State *L)
         lua_pushinteger(L, (lua_Integer)t->id);
     else if (strcmp(key, "wait") == 0)
         lua_pushcfunction(L, task_wait);
+    else if (strcmp(key, "cancel") == 0)
+        lua_pushcfunction(L, task_cancel);
     else
         lua_pushnil(L);
     return 1;

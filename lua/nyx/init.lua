@@ -22,6 +22,7 @@ local nyx = {
 nyx.tool = require "nyx.tool" -- tools for agents, logged: register, run
 nyx.strategy = require "nyx.strategy" -- what strategies share: models by role, plan, validate, ...
 nyx.prompts = require "nyx.prompts" -- prompt templates: sync, get, choose, render, record
+nyx.pretty = require "nyx.pretty" -- (v [, opts]): a value as readable text, credentials redacted
 nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it
 
 return nyx
