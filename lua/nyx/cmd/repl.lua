@@ -272,7 +272,8 @@ function M.with_script(fn, ...)
     io.stderr:write("nyx: waiting for the script to finish (Ctrl-C stops it)\n")
     h:wait()
   end
-  if failed then error("the script failed (see above)", 0) end
+  -- said above, with its traceback: exit 1 without saying it again
+  if failed then os.exit(1, true) end
 end
 
 return setmetatable(M, {
