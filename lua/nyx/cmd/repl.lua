@@ -126,6 +126,8 @@ end
 -- ---- running them --------------------------------------------------------------
 
 local function handler(e)
+  -- the database cannot be reached: one line says it all, as nyx says it
+  if type(e) == "table" and e.type == "connection" then return tostring(e) end
   if type(e) ~= "string" then
     local mt = getmetatable(e)
     if mt and mt.__tostring then
