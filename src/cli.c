@@ -25,6 +25,8 @@ static const char USAGE[] =
     "  db stop          stop the embedded database\n"
     "  fake-claude      run the offline model: a fake Claude API on loopback\n"
     "  help [COMMAND]   this help, or a command's\n"
+    "  repl             a Lua REPL with the nyx module (SCRIPT ... --repl: next to\n"
+    "                   the running script)\n"
     "  version          the version\n"
     "\n"
     "Options:\n"

@@ -879,8 +879,9 @@ static int entry_gc(lua_State *L)
     log_entry *e = lua_touserdata(L, 1);
     if (!e->queued)
         return 0;
-    /* its caller died while it waited: take it out of the queue (a batch
-     * in flight keeps its entries alive through their waiting tasks) */
+    /* its caller died while it waited (a cancelled task): take it out of
+     * the queue, or out of the batch in flight, which then finishes
+     * without it (the rows were sent already) */
     log_writer *w = get_writer(L);
     log_entry **p = &w->head, *prev = NULL;
     while (*p && *p != e)
@@ -889,6 +890,11 @@ static int entry_gc(lua_State *L)
         *p = e->next;
         if (w->tail == e)
             w->tail = prev;
+    } else {
+        for (p = &w->flight; *p && *p != e; p = &(*p)->next) {
+        }
+        if (*p)
+            *p = e->next;
     }
     nyx_unref(L, e->rows_ref);
     return 0;

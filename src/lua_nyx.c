@@ -755,6 +755,20 @@ void nyx_lua_close(lua_State *L)
     free(a);
 }
 
+/* os.exit as loslib's, but closing the state (exit(code, true)) frees
+ * nyx's allocator too, as nyx_lua_close does: lua_close alone leaks it. */
+static int os_exit(lua_State *L)
+{
+    int status;
+    if (lua_isboolean(L, 1))
+        status = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+    else
+        status = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+    if (lua_toboolean(L, 2))
+        nyx_lua_close(L);
+    exit(status);
+}
+
 lua_State *nyx_lua_new(int ignore_env)
 {
     nyx_alloc *a = calloc(1, sizeof *a);
@@ -772,6 +786,10 @@ lua_State *nyx_lua_new(int ignore_env)
         lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
     }
     luaL_openlibs(L);
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, os_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
     lua_gc(L, LUA_GCGEN, 0, 0);
     nyx_sched_open(L);
     preload(L, "cjson", luaopen_cjson);
@@ -782,6 +800,7 @@ lua_State *nyx_lua_new(int ignore_env)
     preload(L, "nyx.claude", luaopen_nyx_claude);
     preload(L, "nyx.limits", luaopen_nyx_limits);
     preload(L, "nyx.proc", luaopen_nyx_proc);
+    preload(L, "nyx.repl", luaopen_nyx_repl);
     set_path(L, ignore_env);
     add_searcher(L);
     return L;

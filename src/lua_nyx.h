@@ -57,5 +57,6 @@ int luaopen_nyx_db(lua_State *L);
 int luaopen_nyx_claude(lua_State *L);
 int luaopen_nyx_limits(lua_State *L);
 int luaopen_nyx_proc(lua_State *L);
+int luaopen_nyx_repl(lua_State *L);
 
 #endif

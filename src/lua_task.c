@@ -49,6 +49,7 @@ struct nyx_task {
     nyx_waiter *waiting_on; /* what its NYX_YIELD waits for */
     int cancel_ref;         /* the error a cancelled task raises, or NOREF */
     int let_go;             /* its waiter was let go: raise on resume */
+    int started;            /* resumed at least once */
     unsigned long id;
     nyx_task *next_ready;
     waitlink *waiters;
@@ -112,6 +113,7 @@ void nyx_waiter_done(nyx_waiter *w)
 static void keep_results(nyx_sched *s, nyx_task *t, int status, int nres)
 {
     lua_State *L = s->L, *co = t->co;
+    int cancelled = 0;
     lua_rawgeti(L, LUA_REGISTRYINDEX, t->ref);
     if (status == LUA_OK) {
         int first = lua_gettop(co) - nres + 1;
@@ -129,6 +131,11 @@ static void keep_results(nyx_sched *s, nyx_task *t, int status, int nres)
         lua_createtable(L, 0, 3);
         lua_pushvalue(co, -1);
         lua_xmove(co, L, 1);
+        if (t->cancel_ref != LUA_NOREF) { /* ended by its cancellation: */
+            lua_rawgeti(L, LUA_REGISTRYINDEX, t->cancel_ref); /* whoever */
+            cancelled = lua_rawequal(L, -1, -2); /* cancelled it knows */
+            lua_pop(L, 1);
+        }
         lua_setfield(L, -2, "error");
         nyx_push_traceback(L, co, lua_gettop(co), 0);
         lua_setfield(L, -2, "traceback");
@@ -139,7 +146,7 @@ static void keep_results(nyx_sched *s, nyx_task *t, int status, int nres)
     lua_setiuservalue(L, -2, 2);
     lua_pushnil(L);
     lua_setiuservalue(L, -2, 1); /* the thread can go now */
-    if (status != LUA_OK && !t->waiters) {
+    if (status != LUA_OK && !t->waiters && !cancelled) {
         lua_getfield(L, LUA_REGISTRYINDEX, UNOBSERVED);
         lua_pushvalue(L, -2);
         lua_pushboolean(L, 1);
@@ -172,6 +179,13 @@ static void step(nyx_sched *s, nyx_task *t)
     lua_State *co = t->co;
     int nargs = t->nargs, nres;
     t->nargs = 0;
+    if (!t->started && t->cancel_ref != LUA_NOREF) { /* cancelled before */
+        lua_settop(co, 0);                           /* it ever ran */
+        lua_rawgeti(co, LUA_REGISTRYINDEX, t->cancel_ref);
+        finish(s, t, LUA_ERRRUN, 0);
+        return;
+    }
+    t->started = 1;
     nyx_task *prev = s->current;
     s->current = t;
     t->state = T_RUNNING;

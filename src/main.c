@@ -150,6 +150,35 @@ static int run_options(lua_State *L, int argc, char **argv, const opts *o)
     return LUA_OK;
 }
 
+/* nyx.run.repl: the script was given --repl. */
+static int want_repl(lua_State *L)
+{
+    int top = lua_gettop(L), yes = 0;
+    if (lua_getglobal(L, "nyx") == LUA_TTABLE &&
+        lua_getfield(L, -1, "run") == LUA_TTABLE) {
+        lua_getfield(L, -1, "repl");
+        yes = lua_toboolean(L, -1);
+    }
+    lua_settop(L, top);
+    return yes;
+}
+
+/* With --repl the script runs as a task next to a REPL: the chunk below
+ * its n arguments becomes the first argument of
+ * require("nyx.cmd.repl").with_script. */
+static int wrap_for_repl(lua_State *L, int n)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "nyx.cmd.repl");
+    int status = nyx_pcall(L, 1, 1);
+    if (status != LUA_OK)
+        return status;
+    lua_getfield(L, -1, "with_script");
+    lua_remove(L, -2);
+    lua_insert(L, -(n + 2));
+    return LUA_OK;
+}
+
 static int run_script(lua_State *L, int argc, char **argv, int script)
 {
     const char *fname = strcmp(argv[script], "-") == 0 ? NULL : argv[script];
@@ -157,9 +186,15 @@ static int run_script(lua_State *L, int argc, char **argv, int script)
     if (status != LUA_OK)
         return run_chunk(L, status, 0);
     int n = argc - script - 1;
-    luaL_checkstack(L, n + 3, "too many arguments to script");
+    luaL_checkstack(L, n + 4, "too many arguments to script");
     for (int i = 1; i <= n; i++)
         lua_pushstring(L, argv[script + i]);
+    if (want_repl(L)) {
+        status = wrap_for_repl(L, n);
+        if (status != LUA_OK)
+            return nyx_report(L, status);
+        n++;
+    }
     return run_chunk(L, status, n);
 }
 

@@ -8,7 +8,12 @@ local core = require "nyx.core"
 
 local M = { ttl = 1.0 }
 
-local values, loaded_at = nil, -math.huge
+local values, secrets, loaded_at = nil, nil, -math.huge
+
+local function strings_of(v, into)
+  if type(v) == "string" and v ~= "" then into[v] = true
+  elseif type(v) == "table" then for _, x in pairs(v) do strings_of(x, into) end end
+end
 
 --- values(): every setting's value by key, as get gives them; a table
 -- that is read again from the database after `ttl` seconds (do not keep
@@ -16,14 +21,32 @@ local values, loaded_at = nil, -math.huge
 function M.values()
   local now = core.now()
   if values and now - loaded_at < M.ttl then return values end
-  local fresh = {}
-  for _, r in ipairs(db.query("SELECT config_key, config_value FROM system_config")) do
+  local fresh, secret = {}, {}
+  for _, r in ipairs(db.query("SELECT config_key, config_value, config_type FROM system_config")) do
     local v = r.config_value
     if type(v) == "table" and v.value ~= nil then v = v.value end
     fresh[r.config_key] = v
+    if r.config_type == "credential" then strings_of(v, secret) end
   end
-  values, loaded_at = fresh, now
+  values, secrets, loaded_at = fresh, secret, now
   return values
+end
+
+--- secrets(): the values of the credentials (rows of config_type
+-- 'credential'; every string in one) as a set, for nyx.pretty to redact;
+-- nil while this process has not read system_config (it opens no
+-- connection of its own for that).
+function M.secrets()
+  if loaded_at == -math.huge then return nil end
+  M.values()
+  return secrets
+end
+
+--- reveal(key): the setting's value wrapped so that nyx.pretty and the
+-- REPL print it in clear (a credential prints redacted otherwise); the
+-- value itself is r.value. Code that needs a credential uses get.
+function M.reveal(key)
+  return require("nyx.pretty").revealed(M.get(key))
 end
 
 --- get(key [, default]): the setting's value ({"value": v} rows give v).

@@ -23,6 +23,7 @@ nyx.tool = require "nyx.tool" -- tools for agents, logged: register, run
 nyx.strategy = require "nyx.strategy" -- what strategies share: models by role, plan, validate, ...
 nyx.prompts = require "nyx.prompts" -- prompt templates: sync, get, choose, render, record
 nyx.steer = require "nyx.steer" -- steering live trees from other processes: cancel, retry, settings
+nyx.pretty = require "nyx.pretty" -- (v [, opts]): a value as readable text, credentials redacted
 nyx.orchestrate = nyx.runtime.orchestrate -- (node or goal, opts): run a strategy on it
 nyx.progress = require "nyx.progress" -- the live view while a tree runs (stderr)
 nyx.progress.enable() -- decided at the first node: a terminal, --json or --quiet
