@@ -136,6 +136,10 @@
 ---@field prompts nyx.prompts prompt templates from prompts/, versioned, chosen and rendered
 ---@field proc nyx.proc child processes on the event loop
 ---@field limits nyx.limits slot pools, the recursion check, events, signals (C)
+---@field steer nyx.steer steering live trees from other processes: cancel, retry, settings
+---@field pretty nyx.pretty (v [, opts]): a value as readable text, credentials redacted
+---@field progress nyx.progress the live view while a tree runs (stderr)
+---@field stats nyx.stats (opts): what the LLM calls cost, by model and template
 ---@field run? nyx.Run nyx's own words taken out of a script's arguments (absent for `-e` and commands)
 nyx = {}
 
@@ -324,6 +328,16 @@ function nyx.core.embedded(name) end
 ---@return userdata
 function nyx.core.json_columns(names) end
 
+---Whether the stream is a terminal (the views colour and redraw only there).
+---@param fd integer|"stdin"|"stdout"|"stderr"
+---@return boolean
+function nyx.core.isatty(fd) end
+
+---The terminal's width in columns, or nil when it is not a terminal or does not say.
+---@param fd integer|"stdin"|"stdout"|"stderr"
+---@return integer?
+function nyx.core.columns(fd) end
+
 -- ---- nyx.tree ---------------------------------------------------------------
 
 ---Thought trees: one `thought_trees` row per node.
@@ -420,6 +434,49 @@ function Node:set_status(status) end
 ---@return nyx.tree.Node self updated from the database
 function Node:update(fields) end
 
+---Steering, from any process: the subtree's unfinished nodes marked cancelled
+---(metadata.cancelled = {at =, by =}) and the engine running them told at once.
+---@return integer marked how many nodes it marked
+function Node:cancel() end
+
+---Steering: a failed or cancelled node worked again, by the engine running
+---its tree (`"engine", by`, at once) or else here (`"here", ok, result, orchestrator`,
+---once done). Raises for a node in any other status.
+---@param opts? nyx.steer.RetryOptions
+---@return nyx.steer.Where where
+---@return string|boolean by_or_ok "engine": who claimed it ("pid N on HOST"); "here": ok
+---@return any result "here": the strategy's result, or the error
+---@return nyx.runtime.Orchestrator? orchestrator "here"
+function Node:retry(opts) end
+
+---Prints the subtree as `nyx tree show` does (to stdout).
+---@param opts? nyx.tree.PrintOptions
+function Node:print(opts) end
+
+---The subtree's llm_interactions rows, oldest first, each with its
+---llm_call_details row as `details`.
+---@return table<string, any>[]
+function Node:llm_calls() end
+
+---The subtree's tool_executions rows, oldest first.
+---@return table<string, any>[]
+function Node:tools() end
+
+---The subtree's agent_communications rows, oldest first.
+---@return table<string, any>[]
+function Node:messages() end
+
+---The subtree's agents rows, oldest first.
+---@return table<string, any>[]
+function Node:agents() end
+
+---@class nyx.tree.PrintOptions
+---@field depth? integer stop this many levels down, saying how many nodes are below
+---@field siblings? integer children listed per node (20), the rest summarised by status
+---@field all? boolean lift both limits
+---@field colour? boolean default: stdout is a terminal and NO_COLOR is unset
+---@field utf8? boolean status marks in UTF-8; default: the locale
+
 ---@class nyx.tree.NodeUpdate
 ---@field success_score? number
 ---@field quality_score? number
@@ -462,12 +519,21 @@ function nyx.task.count() end
 ---@class nyx.task.Handle
 ---@field id integer
 ---@field status nyx.task.Status
+---@field cancelled boolean whether it was cancelled
 local TaskHandle = {}
 
 ---Waits for the task: true, results... or false, error (a failure is a value, not a raise).
 ---@return boolean ok
 ---@return any ...
 function TaskHandle:wait() end
+
+---Cancels the task: err (default: a structured error of type `cancelled`) is
+---raised in it at the wait it is in, and what it waited for is stopped (a
+---timer, an LLM request, a process, a place in a queue). A task cancelled
+---before it ran never runs. Tasks it started go on.
+---@param err? any
+---@return boolean cancelled false if it had already ended or been cancelled
+function TaskHandle:cancel(err) end
 
 -- ---- nyx.llm ----------------------------------------------------------------
 
@@ -627,6 +693,23 @@ function nyx.db.log(rows, opts) end
 ---Waits until every row logged so far is committed.
 function nyx.db.flush() end
 
+---PostgreSQL's LISTEN on the event loop: from now on each notification on
+---channel runs fn(payload, channel, pid) as a task, in order (a connection of
+---its own to the default database, opened the first time). The same fn twice is one.
+---@param channel string a lowercase identifier (letters, digits, _, at most 63)
+---@param fn fun(payload: string, channel: string, pid: integer)
+function nyx.db.listen(channel, fn) end
+
+---No function runs on channel any more.
+---@param channel string
+function nyx.db.unlisten(channel) end
+
+---pg_notify(channel, payload) on the default connection: delivered when the
+---transaction commits, at once outside one (at most 8000 bytes).
+---@param channel string
+---@param payload? string "" by default
+function nyx.db.notify(channel, payload) end
+
 ---@class nyx.db.LogRow
 ---@field table string
 ---@field columns string[]|userdata
@@ -668,6 +751,11 @@ function Connection:migrate() end
 ---@return {version: integer, name: string, state: nyx.db.MigrationState, applied_at?: string}[]
 function Connection:status() end
 
+---pg_notify(channel, payload) on this connection (see nyx.db.notify).
+---@param channel string
+---@param payload? string
+function Connection:notify(channel, payload) end
+
 function Connection:close() end
 
 -- ---- nyx.config, nyx.hot ------------------------------------------------------
@@ -697,6 +785,17 @@ function nyx.config.values() end
 ---Forgets the cache; the next get reads the table.
 function nyx.config.refresh() end
 
+---The setting's value wrapped so that nyx.pretty and the REPL print it in
+---clear (a credential prints redacted otherwise); `r.value` is the value.
+---@param key string
+---@return nyx.pretty.Revealed
+function nyx.config.reveal(key) end
+
+---The credentials' values (rows of config_type credential) as a set, for
+---nyx.pretty to redact; nil while this process has not read system_config.
+---@return table<string, true>?
+function nyx.config.secrets() end
+
 ---Modules that reload when their file changes.
 ---@class nyx.hot
 ---@field interval number seconds between looks at a file (0.5)
@@ -724,7 +823,14 @@ function nyx.hot.version(name) end
 ---@field Agent nyx.runtime.Agent the agents' metatable (methods)
 ---@field Handle nyx.runtime.Handle the handles' metatable (methods)
 ---@field Orchestrator nyx.runtime.Orchestrator the orchestrators' metatable (methods)
+---@field on nyx.runtime.Hooks hooks for views (nyx.progress)
 nyx.runtime = {}
+
+---Hooks for views, each nil or a function that must not raise.
+---@class nyx.runtime.Hooks
+---@field node? fun(node: nyx.tree.Node, status: nyx.tree.Status) a node made (pending), or its status changed
+---@field agent? fun(agent: nyx.runtime.Agent) an agent's row written
+---@field call? fun(tree_id: string, usage: nyx.llm.Usage, cost: number?, ok: boolean) an LLM call finished
 
 ---Same as nyx.orchestrate.
 ---@param node nyx.tree.Node|string
@@ -772,6 +878,26 @@ function nyx.runtime.current_agent() end
 ---Writes the prompt template uses counted in memory.
 function nyx.runtime.flush_template_stats() end
 
+---The engine's side of a steered cancel: the tasks of this process's
+---orchestrators and agents on that node's subtree are cancelled (a
+---`cancelled` error with node and by); agents recorded terminated,
+---orchestrators paused. nyx.steer calls it on a notification.
+---@param node_id string
+---@param info {at?: string, by?: string} recorded as metadata.cancelled
+---@return {agents: integer, orchestrators: integer} stopped
+function nyx.runtime.cancel_local(node_id, info) end
+
+---The engine's side of a steered retry: if this process runs the tree
+---(root_id), claims the node and works it again (a sub-orchestrator under its
+---parent's orchestrator if that still runs, else a top-level one), waiting
+---for it. nil if this process does not run the tree or could not claim it.
+---@param node_id string
+---@param root_id string
+---@param by string who asked ("pid N on HOST")
+---@param strategy? string the strategy the node ran by default
+---@return nyx.runtime.Handle?
+function nyx.runtime.retry_local(node_id, root_id, by, strategy) end
+
 ---@class nyx.runtime.Outcome
 ---@field ok boolean
 ---@field result? any
@@ -806,6 +932,7 @@ function nyx.runtime.flush_template_stats() end
 ---@field budget? table the subtree's budget
 ---@field shared? table[] what ctx:share queued
 ---@field completed_at? string
+---@field handle? nyx.runtime.Handle the handle spawn/orchestrate returned for it; nil once finished
 local Orchestrator = {}
 
 ---An agent of this orchestrator.
@@ -1312,3 +1439,188 @@ function nyx.proc.cancel_all() end
 ---Runs in flight.
 ---@return integer
 function nyx.proc.running() end
+
+-- ---- nyx.steer --------------------------------------------------------------
+
+---@alias nyx.steer.Where
+---| "engine" # the engine running the tree claimed it: `"engine", by`, at once
+---| "here" # no engine claimed it: run in this process, `"here", ok, result, orchestrator`
+
+---Steering a live tree from another process: node:cancel(), node:retry() and
+---nyx.config.set write to the database and send a notification on `channel`;
+---an engine (a process where nyx.orchestrate has started) listens and acts at once.
+---@class nyx.steer
+---@field channel string the notification channel, "nyx_control"
+---@field claim_timeout number seconds retry waits for an engine to claim the node (1)
+nyx.steer = {}
+
+---@class nyx.steer.RetryOptions
+---@field strategy? string default: the strategy the node ran (metadata.strategy.name)
+
+---This process, as the changes it makes record it: "pid N on HOST".
+---@return string
+function nyx.steer.who() end
+
+---This process follows nyx_control from now on (nyx.orchestrate calls it);
+---cheap to call again.
+function nyx.steer.listen() end
+
+---A message on nyx_control: `{op = op, by = who(), ...fields}` as JSON.
+---@param op "cancel"|"retry"|"retry_claimed"|"config"|string
+---@param fields? table
+function nyx.steer.announce(op, fields) end
+
+---What node:cancel() does: the subtree's unfinished nodes cancelled in the
+---database (metadata.cancelled = {at =, by =}), the engine running it told.
+---@param node nyx.tree.Node
+---@return integer marked how many nodes it marked
+function nyx.steer.cancel(node) end
+
+---Claims a failed or cancelled node for a new attempt (in one statement that
+---succeeds once): in_progress again, metadata.retries + 1, the ended attempt
+---appended to metadata.attempts. The node, fresh, or nil if it was neither.
+---@param id string
+---@param by string who claims it ("pid N on HOST")
+---@return nyx.tree.Node?
+function nyx.steer.claim(id, by) end
+
+---What node:retry() does: the engine running the tree works the node again,
+---or, if none claims it within claim_timeout, this process does.
+---@param node nyx.tree.Node
+---@param opts? nyx.steer.RetryOptions
+---@return nyx.steer.Where where
+---@return string|boolean by_or_ok "engine": who claimed it; "here": ok
+---@return any result "here": the strategy's result, or the error
+---@return nyx.runtime.Orchestrator? orchestrator "here"
+function nyx.steer.retry(node, opts) end
+
+-- ---- nyx.stats ----------------------------------------------------------------
+
+---What the LLM calls cost (llm_interactions joined to llm_call_details).
+---Callable: `nyx.stats{tree =, since =}` is `nyx.stats.stats{...}`.
+---@class nyx.stats
+---@overload fun(opts?: nyx.stats.Options): nyx.stats.Stats
+nyx.stats = {}
+
+---@class nyx.stats.Options
+---@field tree? nyx.tree.Node|string the node's subtree (a node, its id or a unique prefix); none: all calls
+---@field since? string calls made at or after this date or timestamp ("2026-12-01")
+
+---Token and cost figures of a set of calls.
+---@class nyx.stats.Figures
+---@field calls integer
+---@field failed integer
+---@field input integer
+---@field output integer
+---@field cache_write integer
+---@field cache_read integer
+---@field tokens integer all four
+---@field cost_usd number
+---@field cost_without_cache_usd number
+---@field savings_usd number cost_without_cache_usd - cost_usd
+---@field cache_read_share number cache reads / (input + cache writes + cache reads), 0..1
+
+---@class nyx.stats.ByModel: nyx.stats.Figures
+---@field model string
+
+---@class nyx.stats.ByTemplate: nyx.stats.Figures
+---@field template string NAME@N of the call's template, "(none)" without one
+
+---What nyx.stats returns.
+---@class nyx.stats.Stats: nyx.stats.Figures
+---@field by_model nyx.stats.ByModel[] most expensive first
+---@field by_template nyx.stats.ByTemplate[] most expensive first
+---@field failures {error_type: string, calls: integer}[] failed calls by error type
+---@field tree? string the scope: the node's id
+---@field since? string the scope: the date as PostgreSQL read it
+
+---The figures for the calls in the node's subtree and made since the date
+---(both optional). Raises one line for an unknown node or an unreadable date.
+---@param opts? nyx.stats.Options
+---@return nyx.stats.Stats
+function nyx.stats.stats(opts) end
+
+---The text `nyx stats` prints for s.
+---@param s nyx.stats.Stats
+---@return string
+function nyx.stats.text(s) end
+
+-- ---- nyx.progress -------------------------------------------------------------
+
+---The live view while a tree runs: a status line on stderr on a terminal,
+---JSON events with --json, nothing with --quiet or when stderr is not a
+---terminal. It listens on nyx.runtime.on.
+---@class nyx.progress
+---@field interval number seconds between redraws on a terminal (0.1)
+---@field tick_interval number seconds between tick events in JSON (1)
+nyx.progress = {}
+
+---The counters of the trees running now, as the status line and tick events show them.
+---@class nyx.progress.Counters
+---@field nodes_total integer
+---@field nodes_done integer
+---@field nodes_failed integer
+---@field agents_active integer
+---@field calls integer
+---@field calls_in_flight integer
+---@field cost_usd number
+---@field cache_hit_rate number cache reads over input-side tokens, 0..1
+
+---The status line for counters c.
+---@param c nyx.progress.Counters
+---@param opts {utf8?: boolean, colour?: boolean, width?: integer, frame?: integer, elapsed?: number}
+---@return string
+function nyx.progress.line(c, opts) end
+
+---The mode nyx.run and the terminal ask for: "json" with --json; false with
+---`--quiet` or when stderr is not a terminal; else "tty".
+---@return "tty"|"json"|false
+function nyx.progress.decide() end
+
+---Overrides the choice: "tty", "json", or nil (decide at the first event);
+---the runtime's hooks are the view's from now on.
+---@param mode? "tty"|"json"
+function nyx.progress.enable(mode) end
+
+---No view; the hooks are given back (or removed).
+function nyx.progress.disable() end
+
+---"tty", "json", false (off) or nil (not decided yet).
+---@return "tty"|"json"|false|nil
+function nyx.progress.mode() end
+
+-- ---- nyx.pretty ---------------------------------------------------------------
+
+---A value as readable text, for people (the REPL prints with it): tables
+---nested and indented, cycles marked, long strings cut, keys sorted, and the
+---values of credentials shown as REDACTED. Callable: `nyx.pretty(v [, opts])`.
+---@class nyx.pretty
+---@overload fun(v: any, opts?: nyx.pretty.Options): string
+---@field defaults nyx.pretty.Options the options' defaults
+---@field REDACTED string what a credential prints as, "<redacted: credential>"
+nyx.pretty = {}
+
+---An unknown option, or one of the wrong type, is refused.
+---@class nyx.pretty.Options
+---@field depth? integer levels of nested tables shown (4)
+---@field string? integer bytes of a string shown (200)
+---@field items? integer entries shown per table (100)
+---@field width? integer columns a one-line table may take (78)
+---@field indent? string "  "
+---@field reveal? boolean credentials in clear (false)
+---@field secrets? table<string, true> a set of strings to redact instead of nyx.config's
+
+---A value nyx.config.reveal gave: printed in clear. `tostring(r)` is the value's.
+---@class nyx.pretty.Revealed
+---@field value any
+
+---Same as nyx.pretty(v, opts).
+---@param v any
+---@param opts? nyx.pretty.Options
+---@return string
+function nyx.pretty.pretty(v, opts) end
+
+---v wrapped so that pretty prints it in clear.
+---@param v any
+---@return nyx.pretty.Revealed
+function nyx.pretty.revealed(v) end
