@@ -12,17 +12,17 @@ stds.nyx = {
       "home", "orchestrate", "uuid", "version",
       json = { other_fields = true }, -- lua-cjson
       config = { fields = {
-        "get", "refresh", "set", "values",
+        "get", "refresh", "reveal", "secrets", "set", "values",
         ttl = { read_only = false },
       } },
       core = { fields = {
-        "assets", "cpu", "dir", "embedded", "error_object", "executable", "hash", "home",
-        "is_uuid", "json_columns", "json_decode", "json_encode", "json_raw", "json_rows", "maxrss",
+        "assets", "columns", "cpu", "dir", "embedded", "error_object", "executable", "hash", "home",
+        "is_uuid", "isatty", "json_columns", "json_decode", "json_encode", "json_raw", "json_rows", "maxrss",
         "mtime", "now", "refs", "timestamp", "uuid", "version",
       } },
       db = { fields = {
-        "close", "connect", "exec", "flush", "info", "log", "migrate", "open", "query", "status",
-        "transaction",
+        "close", "connect", "exec", "flush", "info", "listen", "log", "migrate", "notify", "open",
+        "query", "status", "transaction", "unlisten",
       } },
       hot = { fields = {
         "require", "version",
@@ -41,6 +41,16 @@ stds.nyx = {
       proc = { fields = {
         "cancel_all", "run", "running",
       } },
+      pretty = { fields = {
+        "REDACTED", "pretty", "revealed",
+        defaults = { fields = {
+          "depth", "indent", "items", "reveal", "string", "width",
+        } },
+      } },
+      progress = { fields = {
+        "decide", "disable", "enable", "line", "mode",
+        interval = { read_only = false }, tick_interval = { read_only = false },
+      } },
       prompts = { fields = {
         "activate", "choose", "files", "get", "parse", "record", "render", "split", "sync", "versions",
         home = { read_only = false }, ttl = { read_only = false },
@@ -50,8 +60,10 @@ stds.nyx = {
         "json", "quiet", "repl",
       } },
       runtime = { fields = {
-        "AGENT_TYPES", "current_agent", "flush_template_stats", "load_strategy", "orchestrate",
-        "reset_peak", "stats", "stop", "stopping", "trap_signals", "wait_all",
+        "AGENT_TYPES", "cancel_local", "current_agent", "flush_template_stats", "load_strategy",
+        "orchestrate", "reset_peak", "retry_local", "stats", "stop", "stopping", "trap_signals",
+        "wait_all",
+        on = { other_fields = true, read_only = false }, -- hooks views set: node, agent, call
         Agent = { fields = {
           "broadcast", "chat", "complete", "receive", "send", "set_state", "shared", "spawn",
           "tool",
@@ -62,6 +74,13 @@ stds.nyx = {
         Orchestrator = { fields = {
           "child", "children", "complete", "orchestrate", "share", "spawn", "wait_all",
         } },
+      } },
+      stats = { fields = {
+        "stats", "text",
+      } },
+      steer = { fields = {
+        "announce", "cancel", "channel", "claim", "listen", "retry", "who",
+        claim_timeout = { read_only = false },
       } },
       strategy = { fields = {
         "answer", "check_plan", "check_verdict", "check_vote", "depth_limit", "json_reply",
@@ -79,7 +98,8 @@ stds.nyx = {
       tree = { fields = {
         "IMPORTANCE", "SCORES", "STATUSES", "create", "find", "get", "latest", "null", "roots",
         Node = { fields = {
-          "children", "parent", "refresh", "root", "set_status", "subtree", "update",
+          "agents", "cancel", "children", "llm_calls", "messages", "parent", "print", "refresh",
+          "retry", "root", "set_status", "subtree", "tools", "update",
         } },
       } },
 
