@@ -325,7 +325,7 @@ describe("steering", function()
   end)
 
   it("retries a node here when no engine runs its tree", function()
-    local ok, err, o = nyx.orchestrate("retry with nobody running it", { strategy = "steer_flaky" })
+    local ok, _, o = nyx.orchestrate("retry with nobody running it", { strategy = "steer_flaky" })
     assert.is_false(ok)
     local node = nyx.tree.get(o.node.id)
     assert.are.equal("failed", node.status)

@@ -212,9 +212,12 @@ describe("views", function()
 
   it("node:print is nyx tree show; llm_calls, tools, messages, agents are the subtree's rows", function()
     local buf, real = {}, io.stdout
+    -- node:print writes to io.stdout: replaced for the call, to capture it
+    -- luacheck: push ignore 122
     io.stdout = { write = function(_, ...) for _, x in ipairs { ... } do buf[#buf + 1] = x end end }
     local ok, err = pcall(root.print, root)
     io.stdout = real
+    -- luacheck: pop
     assert.is_true(ok, err)
     local r = H.nyx({ "tree", "show", root.id }, { env = env() })
     assert.equal(r.out, table.concat(buf))
@@ -242,10 +245,10 @@ describe("views", function()
     local saved = package.path
     package.path = dir .. "/?.lua;" .. package.path
     nyx.tool.register { name = "views_echo", run = function(p) return p.x end }
-    local okr, err, o = nyx.orchestrate("Use a tool", { strategy = "views_tools", trap_signals = false })
+    local okr, why, o = nyx.orchestrate("Use a tool", { strategy = "views_tools", trap_signals = false })
     package.path = saved
     H.rmdir(dir)
-    assert.is_true(okr, tostring(err))
+    assert.is_true(okr, tostring(why))
     local t = nyx.tree.get(o.node.id)
     local tools, msgs = t:tools(), t:messages()
     assert.equal(1, #tools)

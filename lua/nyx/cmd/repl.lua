@@ -152,8 +152,8 @@ local function say(S, text, err)
   end
 end
 
---- show(S, r): prints a chunk's results, each with nyx.pretty.
-local function show(S, r)
+--- show(r): prints a chunk's results, each with nyx.pretty.
+local function show(r)
   if r.n == 0 then return end
   local texts = {}
   for i = 1, r.n do texts[i] = pretty(r[i]) end
@@ -179,7 +179,7 @@ local function run(S, f)
   elseif not r[1] then
     say(S, tostring(r[2]) .. "\n", true)
   else
-    show(S, table.pack(table.unpack(r, 2, r.n)))
+    show(table.pack(table.unpack(r, 2, r.n)))
   end
 end
 
