@@ -27,6 +27,9 @@ static const char USAGE[] =
     "  help [COMMAND]   this help, or a command's\n"
     "  repl             a Lua REPL with the nyx module (SCRIPT ... --repl: next to\n"
     "                   the running script)\n"
+    "  report [ID]      one self-contained HTML page of a tree\n"
+    "  stats            LLM calls, tokens, cost and caching, by model and template\n"
+    "  tree show [ID]   a tree as text; tree export ID --format dot|mermaid|json\n"
     "  version          the version\n"
     "\n"
     "Options:\n"
@@ -86,6 +89,40 @@ static const char HELP_FAKE[] =
     "'DEPTH: k' gets B subtasks while k < D, else an answer (default 3,2).\n";
 /* clang-format on */
 
+static const char HELP_REPL[] =
+    "usage: nyx repl                 a Lua REPL with the nyx module\n"
+    "       nyx SCRIPT [ARGS] --repl the script and a REPL side by side\n"
+    "\n"
+    "Chunks run as tasks on the event loop (LLM calls and trees work at the\n"
+    "prompt while other tasks go on); =expr or a bare expression prints its\n"
+    "values with nyx.pretty (credentials redacted); Ctrl-C interrupts the\n"
+    "chunk; TAB completes names and fields; the history is kept in\n"
+    "${XDG_STATE_HOME:-~/.local/state}/nyx/history. _PROMPT, _PROMPT2 and\n"
+    "LUA_INIT are honoured.\n";
+
+static const char HELP_TREE[] =
+    "usage: nyx tree show [ID] [--depth N] [--siblings N] [--all]\n"
+    "       nyx tree export ID --format dot|mermaid|json\n"
+    "\n"
+    "show: the tree (default: the latest root) with status marks, strategy or\n"
+    "agent class, weight and importance, its subtree's tokens, cost and time;\n"
+    "colour on a terminal unless NO_COLOR is set. export: a Graphviz or\n"
+    "Mermaid picture, or the whole subtree as JSON (agents, calls, tools,\n"
+    "messages). ID: a node's id or a unique prefix of it.\n";
+
+static const char HELP_REPORT[] =
+    "usage: nyx report [ID] [-o FILE]   (default: the latest root, to stdout)\n"
+    "\n"
+    "One self-contained HTML file (no network): the tree, collapsible; a\n"
+    "timeline of agents, LLM calls and tools; each node's own and subtree's\n"
+    "tokens, cost and cache savings.\n";
+
+static const char HELP_STATS[] =
+    "usage: nyx stats [--tree ID] [--since YYYY-MM-DD] [--json]\n"
+    "\n"
+    "LLM calls, tokens, cost, cache read share and savings, by model and by\n"
+    "template version, and failures by error type.\n";
+
 static const char HELP_HELP[] = "usage: nyx help [COMMAND]\n";
 static const char HELP_VERSION[] = "usage: nyx version (or nyx --version)\n";
 
@@ -96,6 +133,13 @@ static const struct topic {
               {"help", HELP_HELP},
               {"version", HELP_VERSION},
               {NULL, NULL}};
+
+/* The commands written in Lua (src/main.c runs them): help only. */
+static const struct topic LUA_TOPICS[] = {{"repl", HELP_REPL},
+                                          {"report", HELP_REPORT},
+                                          {"stats", HELP_STATS},
+                                          {"tree", HELP_TREE},
+                                          {NULL, NULL}};
 
 int nyx_cli_is_command(const char *word)
 {
@@ -131,14 +175,17 @@ static int cmd_help(int argc, char **argv)
         nyx_cli_usage();
         return NYX_EXIT_OK;
     }
-    for (const struct topic *t = TOPICS; t->name; t++)
-        if (strcmp(t->name, argv[1]) == 0) {
-            fputs(t->text, stdout);
-            return NYX_EXIT_OK;
-        }
+    for (int list = 0; list < 2; list++)
+        for (const struct topic *t = list ? LUA_TOPICS : TOPICS; t->name; t++)
+            if (strcmp(t->name, argv[1]) == 0) {
+                fputs(t->text, stdout);
+                return NYX_EXIT_OK;
+            }
     char what[256];
     snprintf(what, sizeof what,
-             "no help for '%s' (commands: db, help, version)", argv[1]);
+             "no help for '%s' (commands: db, fake-claude, help, repl, report, "
+             "stats, tree, version)",
+             argv[1]);
     return nyx_cli_usage_error(what);
 }
 

@@ -1135,6 +1135,8 @@ function M.trap_signals()
   limits.trap(function(sig)
     local procs = package.loaded["nyx.proc"]
     if procs and procs.cancel_all then pcall(procs.cancel_all) end
+    local progress = package.loaded["nyx.progress"] -- its line erased first
+    if progress and progress.disable then pcall(progress.disable) end
     local ok, n = pcall(M.stop, sig)
     if ok then
       io.stderr:write(("nyx: %s: stopped; %d node%s cancelled, %d agent%s terminated, %d orchestrator%s paused\n")

@@ -42,13 +42,21 @@ describe("nyx commands", function()
     assert.matches("usage: nyx", r.out)
   end)
 
+  it("has help for the commands written in Lua", function()
+    for _, c in ipairs { "repl", "tree", "report", "stats" } do
+      local r = H.nyx({ "help", c })
+      assert.are.equal(0, r.code, c)
+      assert.matches("^usage: nyx " .. c, r.out)
+    end
+  end)
+
   it("refuses unknown commands, options and topics with exit 2 and a hint", function()
     local cases = {
       { { "frobnicate" }, "nyx: unknown command 'frobnicate' (and no script file by that name)" },
       { { "-x" }, "nyx: unknown option '-x'" },
       { { "--frob" }, "nyx: unknown option '--frob'" },
       { { "-e" }, "nyx: '-e' needs an argument" },
-      { { "help", "frob" }, "nyx: no help for 'frob' (commands: db, help, version)" },
+      { { "help", "frob" }, "nyx: no help for 'frob' (commands: db, fake-claude, help, repl, report, stats, tree, version)" },
       { { "db", "frob" }, "nyx: unknown db command 'frob' (db commands: migrate, status, start, stop)" },
       { { "db", "status", "extra" }, "nyx: 'nyx db status' takes no arguments (got 'extra')" },
     }
