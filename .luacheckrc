@@ -83,7 +83,7 @@ stds.nyx = {
         claim_timeout = { read_only = false },
       } },
       strategy = { fields = {
-        "answer", "check_plan", "check_verdict", "check_vote", "depth_limit", "json_reply",
+        "answer", "check_plan", "check_verdict", "check_vote", "depth_limit", "inner", "json_reply",
         "model", "notes", "parse", "plan", "request", "subtasks", "synthesize", "validate",
         ROLES = { fields = {
           "council", "judge", "leaf", "plan", "synthesize", "validate",

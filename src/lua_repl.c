@@ -209,32 +209,32 @@ static int read_k(lua_State *L, int status, lua_KContext ctx)
     return 1;
 }
 
-static int wait_gc(lua_State *L)
+/* The read or the wait for Ctrl-C rw stands for is given up: nothing
+ * touches rw after. */
+static void detach(repl_wait *rw)
 {
-    repl_wait *rw = lua_touserdata(L, 1);
-    if (R.reading == rw) { /* its task went away mid-read */
-        stop_reading();
-        R.reading = NULL;
-    }
-    if (R.interrupt == rw)
-        R.interrupt = NULL;
-    free(rw->line);
-    rw->line = NULL;
-    return 0;
-}
-
-/* Its task was cancelled (nyx_task_cancel): the read or the wait for
- * Ctrl-C is given up at once; nothing touches rw again. */
-static int wait_cancel(lua_State *L, nyx_waiter *w)
-{
-    repl_wait *rw = (repl_wait *)w; /* w is its first member */
-    (void)L;
     if (R.reading == rw) {
         stop_reading();
         R.reading = NULL;
     }
     if (R.interrupt == rw)
         R.interrupt = NULL;
+}
+
+static int wait_gc(lua_State *L)
+{
+    repl_wait *rw = lua_touserdata(L, 1);
+    detach(rw); /* its task went away mid-wait */
+    free(rw->line);
+    rw->line = NULL;
+    return 0;
+}
+
+/* Its task was cancelled (nyx_task_cancel): given up at once. */
+static int wait_cancel(lua_State *L, nyx_waiter *w)
+{
+    (void)L;
+    detach((repl_wait *)w); /* w is its first member */
     return 1;
 }
 

@@ -1206,6 +1206,14 @@ function nyx.strategy.notes(agent) end
 ---@return integer
 function nyx.strategy.depth_limit() end
 
+---The strategy named by ctx.options.inner (default "decompose") for a
+---strategy that wraps another; subtasks it starts run it, not the wrapper.
+---@param ctx nyx.runtime.Orchestrator
+---@param self_name string the wrapping strategy's own name (refused as inner)
+---@param default? string
+---@return table strategy
+function nyx.strategy.inner(ctx, self_name, default) end
+
 ---A planner agent answers node's goal or splits it; waited for.
 ---@param ctx nyx.runtime.Orchestrator
 ---@param node nyx.tree.Node

@@ -177,6 +177,24 @@ function M.notes(agent)
   return "Results of similar past work, for reference:\n" .. table.concat(parts, "\n")
 end
 
+--- inner(ctx, self_name [, default]): the strategy named by
+-- ctx.options.inner (default "decompose") for a strategy that wraps
+-- another (validator, memory); subtasks the inner one starts run it, not
+-- the wrapper (ctx.options is replaced by a copy saying so). Returns the
+-- module.
+function M.inner(ctx, self_name, default)
+  local name = ctx.options.inner or default or "decompose"
+  if name == self_name then
+    error(("options.inner cannot be \"%s\" itself"):format(self_name), 0)
+  end
+  local mod = require("nyx.runtime").load_strategy(name)
+  local opts = {}
+  for k, v in pairs(ctx.options) do opts[k] = v end
+  opts.strategy = name
+  ctx.options = opts
+  return mod
+end
+
 --- depth_limit(): system_config max_recursion_depth.
 function M.depth_limit()
   return math.tointeger(tonumber(config.get("max_recursion_depth", 10))) or 10

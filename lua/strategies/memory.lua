@@ -6,19 +6,12 @@
 -- (options.inner, default "decompose") does the work, its planners and
 -- answerers seeing those results in their prompts. The search runs once,
 -- at the node this strategy starts on; subtasks run the inner strategy.
-local runtime = require "nyx.runtime"
+local S = require "nyx.strategy"
 
 local M = {}
 
 function M.run(node, ctx)
-  local name = ctx.options.inner or "decompose"
-  if name == "memory" then error("options.inner cannot be \"memory\" itself", 0) end
-  local inner = runtime.load_strategy(name)
-  local opts = {}
-  for k, v in pairs(ctx.options) do opts[k] = v end
-  opts.strategy = name
-  ctx.options = opts
-
+  local inner = S.inner(ctx, "memory")
   local h = ctx:spawn{ type = "memory", class = "memory", node = node,
                        input = { goal = node.goal, limit = ctx.options.memory_limit or 3 } }
   local ok, found = h:wait()

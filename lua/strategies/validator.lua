@@ -9,20 +9,11 @@
 -- result. Subtasks run the inner strategy (only this node is validated).
 local S = require "nyx.strategy"
 local core = require "nyx.core"
-local runtime = require "nyx.runtime"
 
 local M = {}
 
 function M.run(node, ctx)
-  local name = ctx.options.inner or "decompose"
-  if name == "validator" then error("options.inner cannot be \"validator\" itself", 0) end
-  local inner = runtime.load_strategy(name)
-  -- subtasks started by the inner strategy run it, not this one
-  local opts = {}
-  for k, v in pairs(ctx.options) do opts[k] = v end
-  opts.strategy = name
-  ctx.options = opts
-
+  local inner = S.inner(ctx, "validator")
   local retries = math.tointeger(ctx.options.retries) or 1
   local result = inner.run(node, ctx)
   local verdict = S.validate(ctx, node, result)
