@@ -224,10 +224,7 @@ static void keep_header(nyx_buf *b, const char *name, size_t nlen,
     nyx_buf_add(b, b->len ? ",\"" : "{\"", 2);
     nyx_buf_add(b, lower, nlen);
     nyx_buf_add(b, "\":", 2);
-    int plain = 1;
-    for (size_t i = 0; i < vlen && plain; i++)
-        plain = (unsigned char)v[i] >= 0x20 && v[i] != '"' && v[i] != '\\';
-    if (plain) {
+    if (nyx_json_plain(v, v + vlen) == v + vlen) {
         nyx_buf_add(b, "\"", 1);
         nyx_buf_add(b, v, vlen);
         nyx_buf_add(b, "\"", 1);

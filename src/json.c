@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Everything of one document comes from one arena, freed at once. */
@@ -388,6 +389,30 @@ static const unsigned char ESCAPE[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,         1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1 /* " */, ['\\'] = 1};
 
+const char *nyx_json_plain(const char *s, const char *end)
+{
+    /* eight bytes at a time: a byte below 0x20, or equal to '"' or '\\',
+     * sets its high bit in t (the usual has-zero-byte test; exact as to
+     * whether the word holds one), then the word goes byte by byte */
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    const unsigned char *p = (const unsigned char *)s;
+    const unsigned char *e = (const unsigned char *)end;
+    while (e - p >= 8) {
+        uint64_t v, q, bs;
+        memcpy(&v, p, 8);
+        q = v ^ (ones * '"');
+        bs = v ^ (ones * '\\');
+        if ((((v - ones * 0x20) & ~v) | ((q - ones) & ~q) |
+             ((bs - ones) & ~bs)) &
+            high)
+            break;
+        p += 8;
+    }
+    while (p < e && !ESCAPE[*p])
+        p++;
+    return (const char *)p;
+}
+
 int nyx_json_quote(nyx_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -397,9 +422,9 @@ int nyx_json_quote(nyx_buf *b, const char *s, size_t len)
     char *d = b->data + b->len;
     *d++ = '"';
     for (;;) {
-        const unsigned char *q = p; /* a run that needs no escape */
-        while (q < end && !ESCAPE[*q])
-            q++;
+        const unsigned char *q = /* a run that needs no escape */
+            (const unsigned char *)nyx_json_plain((const char *)p,
+                                                  (const char *)end);
         memcpy(d, p, (size_t)(q - p));
         d += q - p;
         p = q;

@@ -42,6 +42,10 @@ const nyx_json *nyx_json_get(const nyx_json *obj, const char *key);
 const char *nyx_json_str(const nyx_json *obj, const char *key, const char *def);
 double nyx_json_num(const nyx_json *obj, const char *key, double def);
 
+/* The first byte from s (before end) that a JSON string cannot hold as it
+ * is (below 0x20, '"', '\\'), or end. */
+const char *nyx_json_plain(const char *s, const char *end);
+
 /* Appends s (len bytes) as a JSON string literal, quotes included. */
 int nyx_json_quote(nyx_buf *b, const char *s, size_t len);
 

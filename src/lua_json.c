@@ -392,9 +392,7 @@ static void utf8(nyx_buf *b, unsigned cp)
 /* At the opening quote; pushes the string. */
 static int string(dec *d)
 {
-    const char *start = ++d->p, *p = start;
-    while (p < d->end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-        p++;
+    const char *start = ++d->p, *p = nyx_json_plain(start, d->end);
     if (p < d->end && *p == '"') { /* no escapes: the common case */
         lua_pushlstring(d->L, start, (size_t)(p - start));
         d->p = p + 1;

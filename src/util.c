@@ -118,10 +118,8 @@ int nyx_mkdirs(const char *path, unsigned mode, nyx_err *err)
     return 0;
 }
 
-int nyx_buf_reserve(nyx_buf *b, size_t extra)
+int nyx_buf_grow(nyx_buf *b, size_t extra)
 {
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < b->len + extra + 1)
         cap *= 2;
@@ -130,16 +128,6 @@ int nyx_buf_reserve(nyx_buf *b, size_t extra)
         return -1;
     b->data = p;
     b->cap = cap;
-    return 0;
-}
-
-int nyx_buf_add(nyx_buf *b, const char *data, size_t len)
-{
-    if (nyx_buf_reserve(b, len) < 0)
-        return -1;
-    memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
     return 0;
 }
 

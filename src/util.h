@@ -5,6 +5,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <string.h>
 
 /* A service reports failure by filling one of these with a single line
  * that says what went wrong and, where it can, what to do. */
@@ -38,9 +39,27 @@ typedef struct nyx_buf {
     size_t len, cap;
 } nyx_buf;
 
-int nyx_buf_add(nyx_buf *b, const char *data, size_t len);
-/* Makes room for extra more bytes (and a terminating NUL); -1: no memory. */
-int nyx_buf_reserve(nyx_buf *b, size_t extra);
+/* nyx_buf_reserve's slow path: the buffer grows. */
+int nyx_buf_grow(nyx_buf *b, size_t extra);
+
+/* Makes room for extra more bytes (and a terminating NUL); -1: no memory.
+ * Inline, as nyx_buf_add: the JSON writers call them a hundred times per
+ * logged LLM call, nearly always with room to spare. */
+static inline int nyx_buf_reserve(nyx_buf *b, size_t extra)
+{
+    return b->len + extra + 1 <= b->cap ? 0 : nyx_buf_grow(b, extra);
+}
+
+static inline int nyx_buf_add(nyx_buf *b, const char *data, size_t len)
+{
+    if (nyx_buf_reserve(b, len) < 0)
+        return -1;
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
 int nyx_buf_addf(nyx_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void nyx_buf_free(nyx_buf *b);

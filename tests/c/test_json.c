@@ -67,8 +67,29 @@ static void test_canon(void)
     nyx_buf_free(&b);
 }
 
+/* The word-at-a-time scan finds the same first byte as a byte-by-byte one,
+ * at every offset and length, for each byte value. */
+static void test_plain(void)
+{
+    char s[40];
+    for (int c = 0; c < 256; c++) {
+        int stop = c < 0x20 || c == '"' || c == '\\';
+        for (int len = 1; len <= 24; len++) {
+            for (int at = 0; at < len; at++) {
+                memset(s, 'a', sizeof s);
+                s[at] = (char)c;
+                const char *end = nyx_json_plain(s, s + len);
+                CHECK(end == (stop ? s + at : s + len));
+            }
+        }
+    }
+    memset(s, 0x80, sizeof s); /* UTF-8 bytes are plain */
+    CHECK(nyx_json_plain(s, s + sizeof s) == s + sizeof s);
+}
+
 int main(void)
 {
+    RUN(test_plain);
     RUN(test_values);
     RUN(test_errors);
     RUN(test_canon);
