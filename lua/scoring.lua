@@ -185,6 +185,9 @@ local function as_text(v)
   return tostring(v)
 end
 
+-- What %s matches: space, \t, \n, \v, \f, \r.
+local WHITE = { [32] = true, [9] = true, [10] = true, [11] = true, [12] = true, [13] = true }
+
 --- usefulness(child_result, parent_result, ctx): how much of a child's
 -- result went into its parent's, in [0, 1], without an LLM call.
 -- ctx.status is the child's status ("completed" by default): anything
@@ -199,11 +202,15 @@ function M.usefulness(child_result, parent_result, ctx)
   if (ctx.status or "completed") ~= "completed" then return 0 end
   local child = as_text(child_result)
   local floor = clamp(ctx.floor or M.params.usefulness_floor)
-  if not child or not child:find("%S") then return floor end
+  local first = child and child:find("%S")
+  if not first then return floor end
   if parent_result == nil then return 1 end
   local parent = as_text(parent_result)
-  local trimmed = child:match("^%s*(.-)%s*$")
-  if parent:find(trimmed, 1, true) then return 1 end
+  -- trimmed by hand: ("^%s*(.-)%s*$") costs a pattern step per byte, and
+  -- a gathered child's result can be the text of its whole subtree
+  local last, byte = #child, string.byte
+  while last > first and WHITE[byte(child, last)] do last = last - 1 end
+  if parent:find(child:sub(first, last), 1, true) then return 1 end
   local cw, cn = M.words(child)
   if cn == 0 then return floor end
   local pw, used = M.words(parent), 0

@@ -250,6 +250,31 @@ describe("the schema", function()
     assert.are.same(nyx.strategy.ROLES, roles)
   end)
 
+  it("indexes goals for search only where a search can find them, and the memory agents' query uses it (0008)", function()
+    local def = nyx.db.query("SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_thought_trees_goal_fts'")[1].indexdef
+    assert.matches("gin", def)
+    assert.matches("status.*'completed'", def)
+    assert.matches("metadata %? 'result'", def)
+    -- the memory agents' WHERE clause (lua/agents/memory.lua) implies the
+    -- index's: among many finished nodes, the planner picks the index for
+    -- a rare word (in a transaction rolled back: the rows cannot be deleted)
+    local plan = {}
+    local ok, err = pcall(nyx.db.transaction, function()
+      nyx.db.exec([[INSERT INTO thought_trees (goal, status, metadata)
+        SELECT 'Step ' || g || ' of a long plan', 'completed', '{"result": "done"}' FROM generate_series(1, 2000) g]])
+      nyx.db.exec("INSERT INTO thought_trees (goal, status, metadata) VALUES ('A hiking trip', 'completed', '{\"result\": \"x\"}')")
+      nyx.db.exec("ANALYZE thought_trees")
+      for _, r in ipairs(nyx.db.query([[EXPLAIN SELECT t.id FROM thought_trees t, to_tsquery('english', 'hiking') q
+        WHERE t.status = 'completed' AND t.metadata ? 'result' AND to_tsvector('english', t.goal) @@ q]])) do
+        plan[#plan + 1] = r["QUERY PLAN"]
+      end
+      error("roll back", 0)
+    end)
+    assert.is_false(ok)
+    assert.are.equal("roll back", err)
+    assert.matches("idx_thought_trees_goal_fts", table.concat(plan, "\n"))
+  end)
+
   describe("constraints and defaults", function()
     local tree, agent
     before_each(function()
