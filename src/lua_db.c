@@ -28,7 +28,7 @@ typedef struct conn {
 } conn;
 
 static char DEFAULT_KEY;    /* registry[&DEFAULT_KEY] = the default conn */
-static char LOG_KEY;        /* registry[&LOG_KEY] = the log writer */
+static char LOG_KEY[2];     /* registry[&LOG_KEY[i]] = lane i's connection */
 static unsigned generation; /* counts default connections made */
 
 static int conn_close(lua_State *L)
@@ -540,42 +540,60 @@ static int conn_tostring(lua_State *L)
  * the writer's own, so the event loop runs on while PostgreSQL commits and
  * a script's open transaction never holds a log row. Each caller waits
  * until its rows are committed. If a batch fails, its callers' rows are
- * written again one caller at a time, so one bad row fails only its own. */
+ * written again one caller at a time, so one bad row fails only its own.
+ *
+ * Two lanes, each with its connection: lane 0 takes every kind of row, in
+ * order. Rows logged with append = true (inserts of rows that nothing
+ * updates or references later, such as an LLM call's) may also go on lane
+ * 1, while lane 0 writes a batch of append rows only: then everything
+ * logged before them that is not append rows is committed, so each row
+ * their foreign keys point at is visible to lane 1's statement (a row
+ * another transaction has not committed is not: its foreign key check
+ * would fail, not wait). Both batches are written at once by two server
+ * processes. No UPDATE ever goes on lane 1. */
 
 #define ENTRY_MT         "nyx.db.logentry"
 #define MAX_BATCH_PARAMS 60000 /* PostgreSQL takes 65535 */
 
 typedef struct log_entry {
     nyx_waiter w;
-    int rows_ref, ok, queued, solo, nparams;
+    int rows_ref, ok, queued, solo, nparams, append;
     int self_ref; /* nobody waits (wait = false): the registry keeps it */
     char error[512];
     struct log_entry *next;
 } log_entry;
 
+typedef struct log_lane {
+    struct log_writer *w;
+    int index;         /* 0: every row, in order; 1: append rows only */
+    log_entry *flight; /* the batch being written */
+    int all_append;    /* every entry of the flight is append rows */
+    conn *log;         /* the lane's connection */
+    int watched;       /* its socket is on the loop */
+    char error[512];   /* the batch's first error */
+} log_lane;
+
 typedef struct log_writer {
     lua_State *L;           /* the main thread */
     log_entry *head, *tail; /* waiting for the next batch */
-    log_entry *flight;      /* the batch being written */
-    conn *log;              /* the writer's connection */
-    int watched;            /* its socket is on the loop */
-    char error[512];        /* the batch's first error */
+    log_lane lane[2];
+    unsigned long batches[2]; /* sent on each lane (nyx.db.log_stats) */
 } log_writer;
 
 static log_writer *get_writer(lua_State *L);
 
-/* The writer's connection: a clone of the default one, remade when the
+/* A lane's connection: a clone of the default one, remade when the
  * default changes (never while a batch is on it). stack: 0 */
-static conn *log_conn(lua_State *L, log_writer *w)
+static conn *log_conn(lua_State *L, log_lane *l)
 {
     int first;
     conn *d = get_conn(L, &first); /* may open the default */
-    if (w->log && w->log->pg && w->log->generation == d->generation &&
-        nyx_pg_ok(w->log->pg))
-        return w->log;
-    if (w->log) {
-        nyx_pg_close(w->log->pg);
-        w->log->pg = NULL;
+    if (l->log && l->log->pg && l->log->generation == d->generation &&
+        nyx_pg_ok(l->log->pg))
+        return l->log;
+    if (l->log) {
+        nyx_pg_close(l->log->pg);
+        l->log->pg = NULL;
     }
     nyx_err err;
     nyx_pg *pg = nyx_pg_clone(d->pg, &err);
@@ -583,8 +601,8 @@ static conn *log_conn(lua_State *L, log_writer *w)
         raise_connection(L, err.msg, "the log writer");
     conn *c = new_conn(L, pg, "the log writer", d->embedded);
     c->generation = d->generation;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOG_KEY);
-    return w->log = c;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOG_KEY[l->index]);
+    return l->log = c;
 }
 
 static void finish_entry(log_writer *w, log_entry *e, const char *error)
@@ -612,17 +630,18 @@ static void finish_entry(log_writer *w, log_entry *e, const char *error)
 
 /* The batch is over: wake its callers, or give each failed one a second
  * chance on its own. */
-static void batch_done(log_writer *w)
+static void batch_done(log_lane *l)
 {
-    if (w->watched)
-        nyx_loop_watch(nyx_sched_loop(w->L), w->watched - 1, 0, NULL, NULL);
-    w->watched = 0;
-    log_entry *batch = w->flight, *rhead = NULL, *rtail = NULL;
-    w->flight = NULL;
+    log_writer *w = l->w;
+    if (l->watched)
+        nyx_loop_watch(nyx_sched_loop(w->L), l->watched - 1, 0, NULL, NULL);
+    l->watched = 0;
+    log_entry *batch = l->flight, *rhead = NULL, *rtail = NULL;
+    l->flight = NULL;
     int alone = batch && !batch->next;
     for (log_entry *e = batch, *next; e; e = next) {
         next = e->next;
-        if (w->error[0] && !alone && !e->solo) {
+        if (l->error[0] && !alone && !e->solo) {
             e->solo = 1;
             e->next = NULL;
             if (rtail)
@@ -631,7 +650,7 @@ static void batch_done(log_writer *w)
                 rhead = e;
             rtail = e;
         } else {
-            finish_entry(w, e, w->error[0] ? w->error : NULL);
+            finish_entry(w, e, l->error[0] ? l->error : NULL);
         }
     }
     if (rhead) { /* ahead of the rest, in their order */
@@ -640,20 +659,20 @@ static void batch_done(log_writer *w)
             w->tail = rtail;
         w->head = rhead;
     }
-    if (w->log && w->log->pg && !nyx_pg_ok(w->log->pg)) {
-        nyx_pg_close(w->log->pg); /* lost: the next batch reconnects */
-        w->log->pg = NULL;
+    if (l->log && l->log->pg && !nyx_pg_ok(l->log->pg)) {
+        nyx_pg_close(l->log->pg); /* lost: the next batch reconnects */
+        l->log->pg = NULL;
     }
 }
 
 static void log_io(nyx_loop *loop, int fd, unsigned events, void *arg)
 {
-    log_writer *w = arg;
-    nyx_pg *pg = w->log->pg;
+    log_lane *l = arg;
+    nyx_pg *pg = l->log->pg;
     if (events & NYX_WRITE) {
         int f = nyx_pg_flush(pg);
         if (f == 0)
-            nyx_loop_watch(loop, fd, NYX_READ, log_io, w);
+            nyx_loop_watch(loop, fd, NYX_READ, log_io, l);
         if (f < 0)
             goto failed;
     }
@@ -664,22 +683,22 @@ static void log_io(nyx_loop *loop, int fd, unsigned events, void *arg)
     while (!nyx_pg_busy(pg)) {
         nyx_pg_res *res = nyx_pg_next_result(pg);
         if (!res) {
-            batch_done(w);
+            batch_done(l);
             return;
         }
-        if (!nyx_pg_res_ok(res) && !w->error[0]) {
+        if (!nyx_pg_res_ok(res) && !l->error[0]) {
             nyx_pg_error e;
             nyx_pg_res_error(pg, res, &e);
-            snprintf(w->error, sizeof w->error, "%s", e.message);
+            snprintf(l->error, sizeof l->error, "%s", e.message);
         }
         nyx_pg_clear(res);
     }
     return;
 failed:
-    snprintf(w->error, sizeof w->error, "%s", nyx_pg_error_message(pg));
-    if (!w->error[0])
-        snprintf(w->error, sizeof w->error, "the log connection failed");
-    batch_done(w);
+    snprintf(l->error, sizeof l->error, "%s", nyx_pg_error_message(pg));
+    if (!l->error[0])
+        snprintf(l->error, sizeof l->error, "the log connection failed");
+    batch_done(l);
 }
 
 /* Parameters of a batch: numbers and booleans are written into one buffer,
@@ -775,18 +794,18 @@ static int free_text(lua_State *L)
     return 0;
 }
 
-/* send(): builds the flight batch's statement and sends it. */
+/* send(lane): builds the lane's flight batch's statement and sends it. */
 static int log_send(lua_State *L)
 {
-    log_writer *w = lua_touserdata(L, 1);
-    conn *c = log_conn(L, w);
+    log_lane *l = lua_touserdata(L, 1);
+    conn *c = log_conn(L, l);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "nyx.dblog");
     lua_call(L, 1, 1);
     lua_getfield(L, -1, "build");
     lua_newtable(L);
     int i = 0;
-    for (log_entry *e = w->flight; e; e = e->next) {
+    for (log_entry *e = l->flight; e; e = e->next) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, e->rows_ref);
         lua_rawseti(L, -2, ++i);
     }
@@ -794,7 +813,7 @@ static int log_send(lua_State *L)
     int n = (int)lua_tointeger(L, -1), groups = lua_gettop(L) - 1;
     const char *sql = lua_tostring(L, groups - 1);
     if (!sql) { /* nothing to write (a flush) */
-        batch_done(w);
+        batch_done(l);
         return 0;
     }
     luaL_checkstack(L, 16, "log batch");
@@ -815,27 +834,32 @@ static int log_send(lua_State *L)
         return nyx_raise(L, "log", nyx_pg_error_message(c->pg));
     int fd = nyx_pg_socket(c->pg);
     nyx_loop_watch(nyx_sched_loop(L), fd, NYX_READ | (f ? NYX_WRITE : 0),
-                   log_io, w);
-    w->watched = fd + 1;
+                   log_io, l);
+    l->watched = fd + 1;
     return 0;
 }
 
-/* Takes the next batch off the queue: a caller that failed in a batch goes
- * alone, the others together up to the parameter limit. */
-static void take_batch(log_writer *w)
+/* Takes lane l's next batch off the queue: a caller that failed in a
+ * batch goes alone, the others together up to the parameter limit; lane 1
+ * takes append rows only. */
+static void take_batch(log_writer *w, log_lane *l)
 {
-    log_entry **tail = &w->flight;
+    log_entry **tail = &l->flight;
     int params = 0;
-    w->flight = NULL;
+    l->flight = NULL;
+    l->all_append = 1;
     while (w->head) {
         log_entry *e = w->head;
-        if (w->flight && (e->solo || params + e->nparams > MAX_BATCH_PARAMS))
+        if (l->index == 1 && (!e->append || e->solo))
+            break;
+        if (l->flight && (e->solo || params + e->nparams > MAX_BATCH_PARAMS))
             break;
         w->head = e->next;
         e->next = NULL;
         *tail = e;
         tail = &e->next;
         params += e->nparams;
+        l->all_append &= e->append;
         if (e->solo)
             break;
     }
@@ -843,21 +867,40 @@ static void take_batch(log_writer *w)
         w->tail = NULL;
 }
 
+static void start_lane(lua_State *L, log_writer *w, log_lane *l)
+{
+    take_batch(w, l);
+    if (!l->flight)
+        return;
+    w->batches[l->index]++;
+    l->error[0] = '\0';
+    lua_pushcfunction(L, log_send);
+    lua_pushlightuserdata(L, l);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* nothing was sent */
+        snprintf(l->error, sizeof l->error, "%s", lua_tostring(L, -1));
+        lua_pop(L, 1);
+        batch_done(l);
+    }
+}
+
 static int log_hook(lua_State *L, void *arg)
 {
     log_writer *w = arg;
-    if (w->flight || !w->head)
+    log_lane *l0 = &w->lane[0], *l1 = &w->lane[1];
+    if (!w->head)
         return 0;
-    take_batch(w);
-    w->error[0] = '\0';
-    lua_pushcfunction(L, log_send);
-    lua_pushlightuserdata(L, w);
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) { /* nothing was sent */
-        snprintf(w->error, sizeof w->error, "%s", lua_tostring(L, -1));
-        lua_pop(L, 1);
-        batch_done(w);
+    /* a flush (no rows) waits for both lanes: whatever was logged before
+     * it must be committed when it returns */
+    if (!l0->flight && (w->head->nparams > 0 || !l1->flight)) {
+        start_lane(L, w, l0);
+        return 1;
     }
-    return 1;
+    if (l0->flight && l0->all_append && !l1->flight && w->head->append &&
+        !w->head->solo) {
+        start_lane(L, w, l1);
+        return 1;
+    }
+    return 0;
 }
 
 static log_writer *get_writer(lua_State *L)
@@ -869,6 +912,10 @@ static log_writer *get_writer(lua_State *L)
         lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
         w->L = lua_tothread(L, -1);
         lua_pop(L, 1);
+        for (int i = 0; i < 2; i++) {
+            w->lane[i].w = w;
+            w->lane[i].index = i;
+        }
         nyx_sched_add_hook(L, log_hook, w);
     }
     return w;
@@ -891,8 +938,9 @@ static int entry_gc(lua_State *L)
         if (w->tail == e)
             w->tail = prev;
     } else {
-        for (p = &w->flight; *p && *p != e; p = &(*p)->next) {
-        }
+        for (int i = 0; i < 2 && !*p; i++)
+            for (p = &w->lane[i].flight; *p && *p != e; p = &(*p)->next) {
+            }
         if (*p)
             *p = e->next;
     }
@@ -901,13 +949,15 @@ static int entry_gc(lua_State *L)
 }
 
 /* Queues the rows at index 1 as a new entry, pushed. */
-static log_entry *enqueue_entry(lua_State *L, log_writer *w, int nparams)
+static log_entry *enqueue_entry(lua_State *L, log_writer *w, int nparams,
+                                int append)
 {
     log_entry *e = lua_newuserdatauv(L, sizeof *e, 0);
     memset(e, 0, sizeof *e);
     e->self_ref = LUA_NOREF;
     luaL_setmetatable(L, ENTRY_MT);
     e->nparams = nparams;
+    e->append = append;
     lua_pushvalue(L, 1);
     e->rows_ref = nyx_ref(L);
     e->queued = 1;
@@ -934,15 +984,18 @@ static int log_k(lua_State *L, int status, lua_KContext ctx)
  * waits until they are committed, then returns true. opts.wait = false:
  * returns at once; the rows go with the next batch all the same, a failure
  * is one line on stderr, and the script's run ends only once they are
- * written. */
+ * written. opts.append = true: the rows are inserts that nothing updates
+ * later, free to go on the second lane (no update rows allowed). */
 static int db_log(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    int wait = 1;
+    int wait = 1, append = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
         lua_getfield(L, 2, "wait");
         wait = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_getfield(L, 2, "append");
+        append = lua_toboolean(L, -1);
     }
     lua_settop(L, 1);
     log_writer *w = get_writer(L);
@@ -954,12 +1007,23 @@ static int db_log(lua_State *L)
                               "columns)",
                               (int)i);
         nparams += (int)lua_rawlen(L, -1);
-        lua_pop(L, 2);
+        lua_pop(L, 1);
+        if (append) {
+            lua_getfield(L, -1, "update");
+            int update = lua_toboolean(L, -1);
+            lua_pop(L, 1);
+            if (update)
+                return luaL_error(L,
+                                  "bad argument #1 to 'log' (row %d is an "
+                                  "update: append rows are inserts only)",
+                                  (int)i);
+        }
+        lua_pop(L, 1);
     }
     lua_pop(L, 1);
     luaL_argcheck(L, nparams > 0 && nparams <= MAX_BATCH_PARAMS, 1,
                   "rows must hold between 1 and 60000 values");
-    log_entry *e = enqueue_entry(L, w, nparams);
+    log_entry *e = enqueue_entry(L, w, nparams, append);
     if (!wait) {
         lua_pushvalue(L, -1);
         e->self_ref = nyx_ref(L);
@@ -974,11 +1038,11 @@ static int db_log(lua_State *L)
 static int db_flush(lua_State *L)
 {
     log_writer *w = get_writer(L);
-    if (!w->head && !w->flight)
+    if (!w->head && !w->lane[0].flight && !w->lane[1].flight)
         return 0;
     lua_settop(L, 0);
     lua_newtable(L); /* no rows: it waits its turn behind the others */
-    log_entry *e = enqueue_entry(L, w, 0);
+    log_entry *e = enqueue_entry(L, w, 0, 0);
     return nyx_await(L, &e->w, (lua_KContext)e, flush_k);
 }
 

@@ -683,10 +683,11 @@ function nyx.db.connect(conninfo, overrides) end
 ---Closes the default connection; the next call opens a new one.
 function nyx.db.close() end
 
----Writes log rows in batches on a connection of its own; waits until they
----are committed unless opts.wait is false.
+---Writes log rows in batches on connections of its own; waits until they
+---are committed unless opts.wait is false. opts.append: inserts nothing
+---updates or references later, free to take the second lane.
 ---@param rows nyx.db.LogRow[]
----@param opts? {wait?: boolean}
+---@param opts? {wait?: boolean, append?: boolean}
 ---@return boolean
 function nyx.db.log(rows, opts) end
 

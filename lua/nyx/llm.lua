@@ -247,6 +247,10 @@ local function template_id(t)
   return type(id) == "string" and is_uuid(id) and id or nil
 end
 
+-- A call's rows are inserts nothing updates later: they may take the log
+-- writer's second lane (nyx.db.log's append).
+local APPEND, APPEND_NOWAIT = { append = true }, { append = true, wait = false }
+
 --- complete(request): one Messages API call; see docs/lua-api.md.
 function M.complete(req)
   if type(req) ~= "table" then argerror("expected a request table") end
@@ -304,8 +308,8 @@ function M.complete(req)
   local read = usage.cache_read_input_tokens or 0
   local err_msg = failure and ("%s: %s%s"):format(failure.type, failure.message,
     out.request_id and (" (request-id " .. out.request_id .. ")") or "") or nil
-  local write = guard and guard.log or db.log
-  if cancelled then write = function(rows) return db.log(rows, { wait = false }) end end
+  local write, how = guard and guard.log or db.log, APPEND
+  if cancelled then write, how = db.log, APPEND_NOWAIT end
   local ok, log_err = pcall(write, {
     { table = "llm_interactions", columns = INTERACTION_COLUMNS, values = {
       id, agent_id, tree_id, "claude", resp and resp.model or model,
@@ -320,7 +324,7 @@ function M.complete(req)
       out.headers, out.attempts, -- JSON already (core.json_raw)
       template_id(req.template),
     } },
-  })
+  }, how)
   if guard then guard.after(tree_id, usage, cost, resp ~= nil) end
   if cancelled then error(cancelled, 0) end
   if not ok then
@@ -346,7 +350,7 @@ end
 
 --- guard: set by the runtime (nyx.runtime) to enforce budgets: before(tree_id,
 -- agent_id) may raise to refuse a call; after(tree_id, usage, cost, ok) counts
--- what a call spent; log(rows) writes the call's rows (nyx.db.log, with the
+-- what a call spent; log(rows, opts) writes the call's rows (nyx.db.log, with the
 -- agent's slots free meanwhile). nil: no budgets.
 M.guard = nil
 

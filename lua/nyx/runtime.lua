@@ -418,11 +418,11 @@ end
 
 llm.guard = {
   -- while an LLM call's rows commit, its agent's slots serve others
-  log = function(rows)
+  log = function(rows, opts)
     local a = current_agent()
-    if not (a and a.holding) then return db.log(rows) end
+    if not (a and a.holding) then return db.log(rows, opts) end
     give_slots(a, true)
-    local ok, err = pcall(db.log, rows)
+    local ok, err = pcall(db.log, rows, opts)
     take_slots(a, true, true)
     if not ok then error(err, 0) end
     return true

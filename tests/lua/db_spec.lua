@@ -272,4 +272,62 @@ describe("nyx.db.log", function()
     assert.has_error(function() nyx.db.log{} end)
     ok:wait()
   end)
+
+  describe("with a slow batch on lane 0", function()
+    setup(function()
+      -- a table whose inserts take 2 s holds lane 0 in its batch
+      nyx.db.exec("CREATE TABLE slow_rows (id uuid PRIMARY KEY)")
+      nyx.db.exec([[CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS
+        $$BEGIN PERFORM pg_sleep(2); RETURN NEW; END$$]])
+      nyx.db.exec("CREATE TRIGGER slow_rows_insert BEFORE INSERT ON slow_rows FOR EACH ROW EXECUTE FUNCTION slow_insert()")
+    end)
+    local function slow_row() return { table = "slow_rows", columns = { "id" }, values = { nyx.uuid() } } end
+    local function slow_count() return nyx.db.query("SELECT count(*) AS n FROM slow_rows")[1].n end
+
+    it("commits append rows on lane 1 meanwhile, and flush waits for both lanes", function()
+      local before = slow_count()
+      local slow = nyx.task.spawn(function() return nyx.db.log({ slow_row() }, { append = true }) end)
+      nyx.task.sleep(0.05) -- its batch is sent
+      local committed = {}
+      local hs = {}
+      for i = 1, 10 do
+        hs[i] = nyx.task.spawn(function()
+          assert(nyx.db.log({ row(root.id, "append") }, { append = true }))
+          committed[i] = slow_count() -- committed, while lane 0 still sleeps in its trigger
+        end)
+      end
+      for _, r in ipairs(nyx.task.wait_all(hs)) do assert.is_true(r.ok, tostring(r.error)) end
+      assert.are.equal(10, count("append"))
+      for i = 1, 10 do assert.are.equal(before, committed[i]) end
+      -- a flush returns once lane 0 is done too
+      nyx.db.log({ row(root.id, "append-last") }, { wait = false, append = true })
+      nyx.db.flush()
+      assert.are.equal(before + 1, slow_count())
+      assert.are.equal(1, count("append-last"))
+      assert.is_true(slow:wait())
+    end)
+
+    it("keeps append rows off lane 1 while lane 0 writes other rows: their keys may point there", function()
+      -- lane 0's slow batch inserts an agent; an append row naming it as
+      -- its spawner is logged meanwhile: on lane 1 its foreign key check
+      -- would not see the uncommitted agent and fail
+      local parent = nyx.uuid()
+      local slow = nyx.task.spawn(function()
+        return nyx.db.log{ slow_row(), { table = "agents", columns = { "id", "thought_tree_id", "agent_type", "agent_class", "status" },
+                                         values = { parent, root.id, "task", "parent", "active" } } }
+      end)
+      nyx.task.sleep(0.05)
+      local ok, err = pcall(nyx.db.log, { { table = "agents", columns = { "thought_tree_id", "agent_type", "agent_class", "status", "spawned_by" },
+                                            values = { root.id, "task", "child", "active", parent } } }, { append = true })
+      assert.is_true(ok, tostring(type(err) == "table" and err.message or err))
+      assert.is_true(slow:wait())
+      assert.are.equal(1, count("child"))
+    end)
+  end)
+
+  it("refuses update rows as append rows", function()
+    local err = select(2, pcall(nyx.db.log, { { table = "agents", update = true, columns = { "id", "status" },
+      values = { nyx.uuid(), "completed" } } }, { append = true }))
+    assert.matches("append rows are inserts only", tostring(err))
+  end)
 end)
