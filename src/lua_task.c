@@ -274,6 +274,10 @@ static int run_until(nyx_sched *s, int (*pred)(void *), void *arg)
             nyx_loop_run_once(s->loop, 0);
         else if (nyx_loop_run_once(s->loop, -1) < 0)
             return -1;
+        /* what the loop finished may have freed a hook's resource (a log
+         * batch committed): the rows queued meanwhile go now, and
+         * PostgreSQL writes them while the tasks the loop woke run */
+        run_hooks(s);
     }
     return 0;
 }
