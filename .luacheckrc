@@ -63,6 +63,7 @@ stds.nyx = {
         "AGENT_TYPES", "cancel_local", "current_agent", "flush_template_stats", "load_strategy",
         "orchestrate", "reset_peak", "retry_local", "stats", "stop", "stopping", "trap_signals",
         "wait_all",
+        orchestrator_row_delay = { read_only = false },
         on = { other_fields = true, read_only = false }, -- hooks views set: node, agent, call
         Agent = { fields = {
           "broadcast", "chat", "complete", "receive", "send", "set_state", "shared", "spawn",

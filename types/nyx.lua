@@ -825,6 +825,7 @@ function nyx.hot.version(name) end
 ---@field Handle nyx.runtime.Handle the handles' metatable (methods)
 ---@field Orchestrator nyx.runtime.Orchestrator the orchestrators' metatable (methods)
 ---@field on nyx.runtime.Hooks hooks for views (nyx.progress)
+---@field orchestrator_row_delay number seconds a sub-orchestrator runs before its row is written (if it has not ended)
 nyx.runtime = {}
 
 ---Hooks for views, each nil or a function that must not raise.
@@ -932,6 +933,9 @@ function nyx.runtime.retry_local(node_id, root_id, by, strategy) end
 ---@field parent? nyx.runtime.Orchestrator nil for a top-level one, and once finished
 ---@field budget? table the subtree's budget
 ---@field shared? table[] what ctx:share queued
+---@field created_at string when it started (its row's created_at)
+---@field started number when it started, nyx.core.now() seconds
+---@field row? boolean its orchestrators row is written (see nyx.runtime.orchestrator_row_delay)
 ---@field completed_at? string
 ---@field handle? nyx.runtime.Handle the handle spawn/orchestrate returned for it; nil once finished
 local Orchestrator = {}

@@ -364,6 +364,7 @@ local function write_agent(a)
 end
 
 local function write_active(o)
+  if not o.row then return end -- its row, when written, carries the count
   queue{ table = "orchestrators", update = true, columns = ORCH_ACTIVE, values = { o.id, o.active } }
 end
 
@@ -792,8 +793,51 @@ Ctx.__index = Ctx
 Ctx.__name = "nyx.orchestrator"
 
 local ORCH_COLUMNS = { "id", "parent_orchestrator_id", "thought_tree_id", "orchestrator_type", "status",
-                       "created_at", "max_concurrent_agents", "current_active_agents", "global_context" }
+                       "created_at", "max_concurrent_agents", "current_active_agents", "global_context",
+                       "completed_at" }
 local ORCH_STATUS = { "id", "status", "completed_at", "current_active_agents", "global_context" }
+
+-- A sub-orchestrator's row is written once it has run for
+-- M.orchestrator_row_delay seconds, when a row of one under it is written,
+-- or when it ends, whichever comes first: one that starts and ends within
+-- that time (a leaf that answers at once) is one INSERT with its final
+-- status, instead of an insert and an update per change. A top-level
+-- orchestrator's row is written at once.
+M.orchestrator_row_delay = 1
+local unwritten, n_unwritten, sweeper = {}, 0, nil -- orchestrator -> true
+
+-- Queues the insert of o's row as o is now (its parent's first: the key);
+-- stopped: the time nyx stopped it at (the row is paused, no agent active).
+local function write_row(o, stopped)
+  if o.row then return end
+  local p = o.parent
+  if p then write_row(p, stopped) end
+  o.row = true
+  if unwritten[o] then
+    unwritten[o], n_unwritten = nil, n_unwritten - 1
+    if n_unwritten == 0 and sweeper and sweeper ~= task.current() then
+      sweeper:cancel()
+      sweeper = nil
+    end
+  end
+  queue{ table = "orchestrators", columns = ORCH_COLUMNS, values = {
+    o.id, p and p.id, o.node.id, o.type, o.status, o.created_at, o.max_agents, stopped and 0 or o.active,
+    o.global_context, stopped or o.completed_at } }
+end
+
+-- The task that writes the rows of sub-orchestrators still running after
+-- the delay; it ends when none is left unwritten.
+local function sweep()
+  while n_unwritten > 0 do
+    task.sleep(M.orchestrator_row_delay / 4)
+    local due = core.now() - M.orchestrator_row_delay
+    for o in pairs(unwritten) do
+      if o.started <= due then write_row(o) end
+    end
+    commit()
+  end
+  sweeper = nil
+end
 
 local function strategy_check(m)
   return type(m) == "table" and type(m.run) == "function", "a strategy returns a table with run(node, ctx)"
@@ -907,8 +951,12 @@ local function orch_main(o, strategy)
     o.global_context.error = message_of(res)
     if node.owner == o then fail_node(node, res, halted and "cancelled" or "failed") end
   end
-  queue{ table = "orchestrators", update = true, columns = ORCH_STATUS,
-         values = { o.id, o.status, o.completed_at, o.active, o.global_context } }
+  if o.row then
+    queue{ table = "orchestrators", update = true, columns = ORCH_STATUS,
+           values = { o.id, o.status, o.completed_at, o.active, o.global_context } }
+  else
+    write_row(o)
+  end
   commit()
   if ok then return { ok = true, result = res } end
   return { ok = false, error = res }
@@ -957,13 +1005,18 @@ function run_orchestrator(node, opts, parent)
     strategy = name, version = version, options = opts, max_agents = max, active = 0,
     pool = limits.pool(max, "the orchestrator's max_concurrent_agents"),
     global_context = opts.context or {}, status = "active", budget = budget,
+    created_at = now(), started = core.now(),
   }, Ctx)
   orchestrators[o.id] = o
   counters.orchestrators = counters.orchestrators + 1
   if not node.owner then node.owner = o; node.kind = name end
   node.metadata.strategy = { name = name, version = version }
-  queue{ table = "orchestrators", columns = ORCH_COLUMNS, values = {
-    o.id, parent and parent.id, node.id, o.type, "active", now(), max, 0, o.global_context } }
+  if parent then
+    unwritten[o], n_unwritten = true, n_unwritten + 1
+    if not sweeper and task.current() then sweeper = task.spawn(sweep) end
+  else
+    write_row(o)
+  end
   if node.owner == o then set_node_status(node, "in_progress") end
   commit()
   local h = setmetatable({ kind = "orchestrator", id = o.id, orchestrator = o }, Handle)
@@ -1107,12 +1160,16 @@ function M.stop(why)
     if not TERMINAL[node.status] and not seen[node] then seen[node] = true end
   end
   for id, o in pairs(orchestrators) do
-    rows[#rows + 1] = { table = "orchestrators", update = true, columns = ORCH_STATUS,
-                        values = { id, "paused", ts, 0, o.global_context } }
+    if o.row then
+      rows[#rows + 1] = { table = "orchestrators", update = true, columns = ORCH_STATUS,
+                          values = { id, "paused", ts, 0, o.global_context } }
+    end
     o.status = "paused"
     n.orchestrators = n.orchestrators + 1
     if not TERMINAL[o.node.status] then seen[o.node] = true end
   end
+  for o in pairs(unwritten) do write_row(o, ts) end -- written as they are now: paused
+  commit()
   for node in pairs(seen) do
     node.status, node.completed_at = "cancelled", ts
     rows[#rows + 1] = { table = "thought_trees", update = true, columns = NODE_STATUS,

@@ -145,6 +145,50 @@ describe("the runtime", function()
     end
   end)
 
+  it("writes a sub-orchestrator's row once it has run for orchestrator_row_delay, or when it ends", function()
+    strategy("subs", [[
+      local M = {}
+      function M.run(node, ctx)
+        if node.depth == 0 then
+          local kids = ctx:children{ "quick", "slow" }
+          M.quick = ctx:orchestrate(kids[1])
+          M.slow = ctx:orchestrate(kids[2])
+          return #ctx:wait_all{ M.quick, M.slow }
+        end
+        if node.goal == "slow" then M.release:wait() end
+        return node.goal
+      end
+      return M
+    ]])
+    local M = runtime.load_strategy("subs")
+    M.release = nyx.limits.event()
+    local delay = runtime.orchestrator_row_delay
+    runtime.orchestrator_row_delay = 2
+    local function row(h)
+      db.flush()
+      return one("SELECT status, completed_at, current_active_agents, parent_orchestrator_id FROM orchestrators WHERE id = $1", h.id)
+    end
+    local h = nyx.task.spawn(nyx.orchestrate, "two sub-orchestrators", { strategy = "subs" })
+    while not M.slow do nyx.task.sleep(0.005) end
+    nyx.task.sleep(0.05)
+    local quick, slow = row(M.quick), row(M.slow)
+    assert.are.equal("completed", quick.status) -- it ended: one row, final
+    assert.is_not_nil(quick.completed_at)
+    assert.is_nil(slow) -- running for less than the delay: not yet written
+    runtime.orchestrator_row_delay = 0.05 -- the next look (within 0.5 s) finds it due
+    nyx.task.sleep(0.8)
+    slow = row(M.slow)
+    assert.are.equal("active", slow.status) -- running past it: written, as it is
+    assert.is_nil(slow.completed_at)
+    M.release:set()
+    local ok, okr, n, o = h:wait()
+    runtime.orchestrator_row_delay = delay
+    assert.is_true(ok and okr, tostring(n))
+    assert.are.equal(2, n)
+    slow = row(M.slow)
+    assert.are.same({ "completed", 0, o.id }, { slow.status, slow.current_active_agents, slow.parent_orchestrator_id })
+  end)
+
   it("nyx.limits: a pool grants its slots in FIFO order, without spinning, and a new limit applies at once", function()
     local pool = nyx.limits.pool(2, "test")
     local order, hs = {}, {}
