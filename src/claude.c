@@ -475,7 +475,19 @@ static void attempt_done(nyx_claude *c, nyx_claude_call *call, CURLcode rc)
     remove_easy(call);
     if (call->headers.len)
         nyx_buf_add(&call->headers, "}", 1);
+    if (call->nattempts == 0) {
+        call->attempts = &call->one;
+    } else if (call->attempts == &call->one) { /* a retry: room for all */
+        nyx_claude_attempt *all = malloc(sizeof *all * NYX_CLAUDE_MAX_ATTEMPTS);
+        if (all) {
+            all[0] = call->one;
+            call->attempts = all;
+        } else { /* out of memory: the first attempt's record is reused */
+            call->nattempts = 0;
+        }
+    }
     nyx_claude_attempt *a = &call->attempts[call->nattempts++];
+    memset(a, 0, sizeof *a);
     a->status = status;
     a->curl_code = rc;
     a->ms = nyx_now_ms() - call->attempt_started_ms;
@@ -537,6 +549,10 @@ void nyx_claude_call_free(nyx_claude_call *call)
     nyx_buf_free(&call->response);
     nyx_buf_free(&call->headers);
     nyx_sse_free(&call->sse);
+    if (call->attempts != &call->one)
+        free(call->attempts);
+    call->attempts = NULL;
+    call->nattempts = 0;
 }
 
 void nyx_claude_cancel(nyx_claude_call *call)

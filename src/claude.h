@@ -45,8 +45,9 @@ struct nyx_claude_call {
     nyx_buf headers; /* JSON object: rate-limit and retry headers */
     char error[256]; /* a transport failure: "" for none */
     int timed_out, retries, events;
-    nyx_claude_attempt attempts[NYX_CLAUDE_MAX_ATTEMPTS];
+    nyx_claude_attempt *attempts; /* nattempts of them: &one, or allocated */
     int nattempts;
+    nyx_claude_attempt one; /* most calls take one attempt: no allocation */
     double started_ms, finished_ms;
 
     /* private */
