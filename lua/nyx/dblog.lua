@@ -61,8 +61,10 @@ end
 
 local function fold(batches)
   local out, by_table = {}, {}
-  for _, rows in ipairs(batches) do
-    for _, row in ipairs(rows) do
+  for b = 1, #batches do
+    local rows = batches[b]
+    for r = 1, #rows do
+      local row = rows[r]
       local keyed = by_table[row.table]
       if not keyed then keyed = {}; by_table[row.table] = keyed end
       local id = row.values[1]
@@ -97,16 +99,26 @@ local core = require "nyx.core"
 local json_rows, json_columns = core.json_rows, core.json_columns
 local ready = setmetatable({}, { __mode = "k" }) -- columns table -> json_columns(it)
 
+-- "U" .. table: the group key of a table's update rows
+local ukeys = setmetatable({}, { __index = function(t, name)
+  local k = "U" .. tostring(name)
+  t[name] = k
+  return k
+end })
+
 function M.build(batches)
-  for _, rows in ipairs(batches) do
-    for _, row in ipairs(rows) do
-      if row.update then batches = fold(batches); goto folded end
+  for b = 1, #batches do
+    local rows = batches[b]
+    for r = 1, #rows do
+      if rows[r].update then batches = fold(batches); goto folded end
     end
   end
   ::folded::
   local groups, by_key = {}, {}
-  for _, rows in ipairs(batches) do
-    for _, row in ipairs(rows) do
+  for b = 1, #batches do
+    local rows = batches[b]
+    for r = 1, #rows do
+      local row = rows[r]
       local cols = keys[row.columns]
       if not cols then
         cols = table.concat(row.columns, ",")
@@ -116,7 +128,7 @@ function M.build(batches)
       -- more than the rest of the grouping)
       local of_cols = by_key[cols]
       if not of_cols then of_cols = {}; by_key[cols] = of_cols end
-      local tkey = row.update and "U" .. tostring(row.table) or row.table
+      local tkey = row.update and ukeys[row.table] or row.table
       local g = of_cols[tkey]
       if not g then
         assert(type(row.table) == "string" and row.table:match(IDENT), "bad table name in a log row")
