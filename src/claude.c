@@ -447,6 +447,8 @@ double nyx_claude_backoff_ms(int n, double server_ms, double jitter)
     return s * (1 - 0.25 * jitter) * 1e3;
 }
 
+static void release_easy(nyx_claude_call *call);
+
 static void retry_now(nyx_loop *loop, void *arg)
 {
     nyx_claude_call *call = arg;
@@ -456,6 +458,7 @@ static void retry_now(nyx_loop *loop, void *arg)
         call->active = 0;
         call->client->in_flight--;
         call->finished_ms = nyx_now_ms();
+        release_easy(call);
         call->on_done(call);
     }
 }
@@ -466,6 +469,24 @@ static double next_jitter(nyx_claude *c)
     c->rand ^= c->rand >> 7;
     c->rand ^= c->rand << 17;
     return (double)(c->rand % 1000000) / 1e6;
+}
+
+/* The handle back to the pool (its connection kept by the multi) once the
+ * call is over: the outcome is in the call, and the box that holds the
+ * call may live on until Lua collects it. */
+static void release_easy(nyx_claude_call *call)
+{
+    if (call->easy) {
+        nyx_claude *c = call->client;
+        curl_easy_setopt(call->easy, CURLOPT_PRIVATE, NULL);
+        if (c && c->npool < POOL_MAX)
+            c->pool[c->npool++] = call->easy;
+        else
+            curl_easy_cleanup(call->easy);
+        call->easy = NULL;
+    }
+    curl_slist_free_all(call->slist);
+    call->slist = NULL;
 }
 
 static void attempt_done(nyx_claude *c, nyx_claude_call *call, CURLcode rc)
@@ -516,6 +537,7 @@ static void attempt_done(nyx_claude *c, nyx_claude_call *call, CURLcode rc)
     call->active = 0;
     c->in_flight--;
     call->finished_ms = nyx_now_ms();
+    release_easy(call);
     call->on_done(call);
 }
 
@@ -535,17 +557,7 @@ static void check_done(shard *sh)
 
 void nyx_claude_call_free(nyx_claude_call *call)
 {
-    if (call->easy) { /* back to the pool, its connection kept by the multi */
-        nyx_claude *c = call->client;
-        curl_easy_setopt(call->easy, CURLOPT_PRIVATE, NULL);
-        if (c && c->npool < POOL_MAX)
-            c->pool[c->npool++] = call->easy;
-        else
-            curl_easy_cleanup(call->easy);
-        call->easy = NULL;
-    }
-    curl_slist_free_all(call->slist);
-    call->slist = NULL;
+    release_easy(call);
     nyx_buf_free(&call->response);
     nyx_buf_free(&call->headers);
     nyx_sse_free(&call->sse);
