@@ -21,7 +21,7 @@ stds.nyx = {
         "mtime", "now", "refs", "timestamp", "uuid", "version",
       } },
       db = { fields = {
-        "close", "connect", "exec", "flush", "info", "listen", "log", "migrate", "notify", "open",
+        "close", "connect", "exec", "flush", "info", "listen", "log", "log_stats", "migrate", "notify", "open",
         "query", "status", "transaction", "unlisten",
       } },
       hot = { fields = {

@@ -15,16 +15,20 @@ if mode == "tree" then
   nyx.config.set("max_recursion_depth", math.max(10, d))
   local root = nyx.tree.create{ goal = ("fractal B=%d D=%d delay=%d"):format(b, d, delay) }
   collectgarbage()
+  nyx.db.flush()
+  local l0 = nyx.db.log_stats()
   local t0, c0 = core.now(), core.cpu()
   local ok, res = nyx.orchestrate(root, { strategy = "decompose", max_concurrent_agents = max })
   local wall, cpu = core.now() - t0, core.cpu() - c0
+  local l1 = nyx.db.log_stats()
   assert(ok, tostring(type(res) == "table" and res.message or res))
   local s = nyx.db.query([[SELECT count(*) AS calls,
     (SELECT count(*) FROM thought_trees WHERE root_id = $1) AS nodes,
     (SELECT count(*) FROM agents a JOIN thought_trees t ON t.id = a.thought_tree_id WHERE t.root_id = $1) AS agents
     FROM llm_interactions i JOIN thought_trees t ON t.id = i.thought_tree_id WHERE t.root_id = $1]], root.id)[1]
-  print(("mode=tree B=%d D=%d delay_ms=%d max_agents=%d nodes=%d calls=%d agents=%d wall_s=%.3f cpu_s=%.3f cpu_us_per_call=%.0f rss_mb=%.1f"):format(
-    b, d, delay, max, s.nodes, s.calls, s.agents, wall, cpu, cpu * 1e6 / s.calls, core.maxrss() / 2^20))
+  print(("mode=tree B=%d D=%d delay_ms=%d max_agents=%d nodes=%d calls=%d agents=%d wall_s=%.3f cpu_s=%.3f cpu_us_per_call=%.0f rss_mb=%.1f rows_inserted=%d rows_updated=%d batches=%d"):format(
+    b, d, delay, max, s.nodes, s.calls, s.agents, wall, cpu, cpu * 1e6 / s.calls, core.maxrss() / 2^20,
+    l1.inserted - l0.inserted, l1.updated - l0.updated, l1.batches - l0.batches))
 elseif mode == "suspended" then
   local n = math.tointeger(tonumber(arg[2])) or 10000
   nyx.config.set("max_concurrent_agents", n)

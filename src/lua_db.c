@@ -577,7 +577,9 @@ typedef struct log_writer {
     lua_State *L;           /* the main thread */
     log_entry *head, *tail; /* waiting for the next batch */
     log_lane lane[2];
-    unsigned long batches[2]; /* sent on each lane (nyx.db.log_stats) */
+    /* sent so far (nyx.db.log_stats): batches on each lane, and the row
+     * versions they wrote, rows folded together counting once */
+    unsigned long long batches[2], inserted, updated;
 } log_writer;
 
 static log_writer *get_writer(lua_State *L);
@@ -816,6 +818,15 @@ static int log_send(lua_State *L)
         batch_done(l);
         return 0;
     }
+    unsigned long long ins = 0, upd = 0;
+    for (lua_Integer g = 1; lua_rawgeti(L, groups, g) == LUA_TTABLE; g++) {
+        lua_getfield(L, -1, "count");
+        lua_getfield(L, -2, "update");
+        unsigned long long rows = (unsigned long long)lua_tointeger(L, -2);
+        *(lua_toboolean(L, -1) ? &upd : &ins) += rows;
+        lua_pop(L, 3);
+    }
+    lua_pop(L, 1);
     luaL_checkstack(L, 16, "log batch");
     batch_params *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
@@ -829,6 +840,9 @@ static int log_send(lua_State *L)
     nyx_err err;
     if (nyx_pg_send(c->pg, sql, n, b->p, &err) < 0) /* libpq copies them */
         return nyx_raise(L, "log", err.msg);
+    l->w->batches[l->index]++;
+    l->w->inserted += ins;
+    l->w->updated += upd;
     int f = nyx_pg_flush(c->pg);
     if (f < 0)
         return nyx_raise(L, "log", nyx_pg_error_message(c->pg));
@@ -872,7 +886,6 @@ static void start_lane(lua_State *L, log_writer *w, log_lane *l)
     take_batch(w, l);
     if (!l->flight)
         return;
-    w->batches[l->index]++;
     l->error[0] = '\0';
     lua_pushcfunction(L, log_send);
     lua_pushlightuserdata(L, l);
@@ -1034,6 +1047,23 @@ static int db_log(lua_State *L)
     return nyx_await(L, &e->w, (lua_KContext)e, log_k);
 }
 
+/* log_stats(): {batches =, lane1_batches =, inserted =, updated =}: what
+ * the log writer has sent since the process started. */
+static int db_log_stats(lua_State *L)
+{
+    log_writer *w = get_writer(L);
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, (lua_Integer)(w->batches[0] + w->batches[1]));
+    lua_setfield(L, -2, "batches");
+    lua_pushinteger(L, (lua_Integer)w->batches[1]);
+    lua_setfield(L, -2, "lane1_batches");
+    lua_pushinteger(L, (lua_Integer)w->inserted);
+    lua_setfield(L, -2, "inserted");
+    lua_pushinteger(L, (lua_Integer)w->updated);
+    lua_setfield(L, -2, "updated");
+    return 1;
+}
+
 /* flush(): waits until every row logged so far is committed. */
 static int db_flush(lua_State *L)
 {
@@ -1057,6 +1087,7 @@ static const luaL_Reg module_funcs[] = {{"query", db_query},
                                         {"close", db_close},
                                         {"log", db_log},
                                         {"flush", db_flush},
+                                        {"log_stats", db_log_stats},
                                         {"listen", nyx_db_listen},
                                         {"unlisten", nyx_db_unlisten},
                                         {"notify", db_notify},

@@ -691,6 +691,11 @@ function nyx.db.close() end
 ---@return boolean
 function nyx.db.log(rows, opts) end
 
+---What the log writer has sent since the process started: batches (and
+---those on the second lane), and the row versions written.
+---@return {batches: integer, lane1_batches: integer, inserted: integer, updated: integer}
+function nyx.db.log_stats() end
+
 ---Waits until every row logged so far is committed.
 function nyx.db.flush() end
 

@@ -93,7 +93,8 @@ end
 -- columns = {...}, values = {...}}; update = true: set the columns of the
 -- row whose first column has that value). Returns the statement (nil when
 -- there is nothing to write), the groups in parameter order ({ncol = 1,
--- rows = {{json}}}: one parameter each) and how many parameters there are.
+-- rows = {{json}}}: one parameter each; count = its rows, update = true
+-- for an UPDATE) and how many parameters there are.
 local keys = setmetatable({}, { __mode = "k" }) -- columns table -> "a,b"
 local core = require "nyx.core"
 local json_rows, json_columns = core.json_rows, core.json_columns
@@ -157,6 +158,7 @@ function M.build(batches)
     end
     local names = ready[cols]
     if not names then names = json_columns(cols); ready[cols] = names end
+    g.count = #g.rows
     g.ncol, g.rows = 1, { { json_rows(names, g.rows) } }
     parts[i] = i < #groups and ("g%d AS (%s RETURNING 1)"):format(i, stmt) or stmt
   end

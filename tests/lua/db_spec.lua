@@ -296,7 +296,9 @@ describe("nyx.db.log", function()
           committed[i] = slow_count() -- committed, while lane 0 still sleeps in its trigger
         end)
       end
+      local lane1 = nyx.db.log_stats().lane1_batches
       for _, r in ipairs(nyx.task.wait_all(hs)) do assert.is_true(r.ok, tostring(r.error)) end
+      assert.is_true(nyx.db.log_stats().lane1_batches > lane1)
       assert.are.equal(10, count("append"))
       for i = 1, 10 do assert.are.equal(before, committed[i]) end
       -- a flush returns once lane 0 is done too
@@ -323,6 +325,25 @@ describe("nyx.db.log", function()
       assert.is_true(slow:wait())
       assert.are.equal(1, count("child"))
     end)
+  end)
+
+  it("counts what it wrote: batches, lane 1's, and row versions, folded rows once", function()
+    nyx.db.flush()
+    local s0 = nyx.db.log_stats()
+    local id = nyx.uuid()
+    -- inserted, then updated twice in the same batch: one row version
+    nyx.db.log({ { table = "agents", columns = { "id", "thought_tree_id", "agent_type", "agent_class", "status" },
+                   values = { id, root.id, "task", "counted", "spawned" } } }, { wait = false })
+    nyx.db.log({ { table = "agents", update = true, columns = { "id", "status" }, values = { id, "active" } } }, { wait = false })
+    nyx.db.log{ { table = "agents", update = true, columns = { "id", "status" }, values = { id, "completed" } } }
+    local s1 = nyx.db.log_stats()
+    assert.are.same({ 1, 0, 1, 0 }, { s1.batches - s0.batches, s1.lane1_batches - s0.lane1_batches,
+                                      s1.inserted - s0.inserted, s1.updated - s0.updated })
+    -- an update in a later batch is a version of its own
+    nyx.db.log{ { table = "agents", update = true, columns = { "id", "status" }, values = { id, "failed" } } }
+    local s2 = nyx.db.log_stats()
+    assert.are.same({ 1, 0, 1 }, { s2.batches - s1.batches, s2.inserted - s1.inserted, s2.updated - s1.updated })
+    assert.are.equal("failed", nyx.db.query("SELECT status FROM agents WHERE id = $1", id)[1].status)
   end)
 
   it("refuses update rows as append rows", function()
