@@ -580,6 +580,7 @@ typedef struct log_writer {
     /* sent so far (nyx.db.log_stats): batches on each lane, and the row
      * versions they wrote, rows folded together counting once */
     unsigned long long batches[2], inserted, updated;
+    unsigned long long prepared; /* batches sent as a prepared statement */
 } log_writer;
 
 static log_writer *get_writer(lua_State *L);
@@ -682,9 +683,12 @@ static void log_io(nyx_loop *loop, int fd, unsigned events, void *arg)
         return;
     if (nyx_pg_consume(pg) < 0)
         goto failed;
-    while (!nyx_pg_busy(pg)) {
-        nyx_pg_res *res = nyx_pg_next_result(pg);
-        if (!res) {
+    for (;;) {
+        nyx_pg_res *res;
+        int more = nyx_pg_next(pg, &res);
+        if (more < 0)
+            return;
+        if (!more) {
             batch_done(l);
             return;
         }
@@ -838,8 +842,12 @@ static int log_send(lua_State *L)
     b->at = lua_newuserdatauv(L, sizeof *b->at * (size_t)(n + 1), 0);
     batch_values(L, b, groups, n);
     nyx_err err;
-    if (nyx_pg_send(c->pg, sql, n, b->p, &err) < 0) /* libpq copies them */
+    /* batches of one shape recur (an LLM call's two rows, a node's):
+     * prepared once, parsed and planned once */
+    int named = nyx_pg_send_cached(c->pg, sql, n, b->p, &err); /* copied */
+    if (named < 0)
         return nyx_raise(L, "log", err.msg);
+    l->w->prepared += (unsigned long long)named;
     l->w->batches[l->index]++;
     l->w->inserted += ins;
     l->w->updated += upd;
@@ -1047,16 +1055,18 @@ static int db_log(lua_State *L)
     return nyx_await(L, &e->w, (lua_KContext)e, log_k);
 }
 
-/* log_stats(): {batches =, lane1_batches =, inserted =, updated =}: what
- * the log writer has sent since the process started. */
+/* log_stats(): {batches =, lane1_batches =, prepared_batches =, inserted =,
+ * updated =}: what the log writer has sent since the process started. */
 static int db_log_stats(lua_State *L)
 {
     log_writer *w = get_writer(L);
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 5);
     lua_pushinteger(L, (lua_Integer)(w->batches[0] + w->batches[1]));
     lua_setfield(L, -2, "batches");
     lua_pushinteger(L, (lua_Integer)w->batches[1]);
     lua_setfield(L, -2, "lane1_batches");
+    lua_pushinteger(L, (lua_Integer)w->prepared);
+    lua_setfield(L, -2, "prepared_batches");
     lua_pushinteger(L, (lua_Integer)w->inserted);
     lua_setfield(L, -2, "inserted");
     lua_pushinteger(L, (lua_Integer)w->updated);

@@ -1,13 +1,31 @@
 #include "pg.h"
 
 #include <libpq-fe.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A statement nyx_pg_send_cached has seen: its text once it is prepared
+ * (as "nyx_<number>"), else only its hash and how often it came. */
+typedef struct seen_stmt {
+    uint64_t hash;
+    char *sql; /* prepared: the text, to tell hash collisions apart */
+    int number, count;
+} seen_stmt;
+
+enum {
+    SEEN_SLOTS = 1024, /* statements tracked per connection */
+    MAX_PREPARED = 128 /* statements prepared per connection */
+};
+
 struct nyx_pg {
     PGconn *conn;
     char describe[512];
+    seen_stmt *seen; /* SEEN_SLOTS, open addressing; NULL until needed */
+    int nseen, nprepared;
+    int syncs;     /* pipeline syncs sent whose results are not all read */
+    int preparing; /* slot whose Prepare's result comes next, or -1 */
 };
 
 /* Type OIDs from pg_type.h, which is not part of libpq's public headers. */
@@ -58,6 +76,8 @@ nyx_pg *nyx_pg_connect(const char *conninfo, const char *const *keys,
     k[n] = v[n] = NULL;
 
     nyx_pg *pg = calloc(1, sizeof *pg);
+    if (pg)
+        pg->preparing = -1;
     if (!pg) {
         nyx_errf(err, "cannot connect to PostgreSQL: out of memory");
         return NULL;
@@ -89,6 +109,9 @@ void nyx_pg_close(nyx_pg *pg)
     if (!pg)
         return;
     PQfinish(pg->conn);
+    for (int i = 0; pg->seen && i < SEEN_SLOTS; i++)
+        free(pg->seen[i].sql);
+    free(pg->seen);
     free(pg);
 }
 
@@ -246,6 +269,117 @@ int nyx_pg_send(nyx_pg *pg, const char *sql, int nparams,
         return -1;
     }
     return 0;
+}
+
+/* FNV-1a, 64 bits. */
+static uint64_t hash_text(const char *s)
+{
+    uint64_t h = 1469598103934665603u;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+/* The slot of sql in pg's table of seen statements: its own, a free one
+ * to take, or -1 when the table is full. */
+static int seen_slot(nyx_pg *pg, const char *sql, uint64_t h)
+{
+    for (int i = 0; i < SEEN_SLOTS; i++) {
+        int k = (int)((h + (uint64_t)i) % SEEN_SLOTS);
+        seen_stmt *e = &pg->seen[k];
+        if (!e->count)
+            return pg->nseen < SEEN_SLOTS * 3 / 4 ? k : -1;
+        if (e->hash == h && (!e->sql || strcmp(e->sql, sql) == 0))
+            return k;
+    }
+    return -1;
+}
+
+int nyx_pg_send_cached(nyx_pg *pg, const char *sql, int nparams,
+                       const char *const *params, nyx_err *err)
+{
+    PGconn *c = pg->conn;
+    if (!PQisnonblocking(c) && PQsetnonblocking(c, 1) != 0)
+        goto failed;
+    if (PQpipelineStatus(c) == PQ_PIPELINE_OFF && !PQenterPipelineMode(c))
+        goto failed;
+    if (!pg->seen && !(pg->seen = calloc(SEEN_SLOTS, sizeof *pg->seen))) {
+        nyx_errf(err, "out of memory");
+        return -1;
+    }
+    uint64_t h = hash_text(sql);
+    int k = seen_slot(pg, sql, h);
+    seen_stmt *e = k >= 0 ? &pg->seen[k] : NULL;
+    char name[32] = "";
+    if (e && !e->count) { /* first sight */
+        e->hash = h;
+        pg->nseen++;
+    }
+    if (e)
+        e->count++;
+    if (e && e->sql) {
+        snprintf(name, sizeof name, "nyx_%d", e->number);
+    } else if (e && e->count >= 2 && pg->nprepared < MAX_PREPARED &&
+               (e->sql = strdup(sql))) {
+        e->number = ++pg->nprepared;
+        snprintf(name, sizeof name, "nyx_%d", e->number);
+        if (!PQsendPrepare(c, name, sql, nparams, NULL))
+            goto failed;
+        pg->preparing = k;
+    }
+    int sent =
+        name[0]
+            ? PQsendQueryPrepared(c, name, nparams, params, NULL, NULL, 0)
+            : PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (!sent || !PQpipelineSync(c))
+        goto failed;
+    pg->syncs++;
+    return name[0] != '\0';
+failed:
+    nyx_errf(err, "%s", PQerrorMessage(c));
+    return -1;
+}
+
+int nyx_pg_next(nyx_pg *pg, nyx_pg_res **out)
+{
+    *out = NULL;
+    for (int nulls = 0;;) {
+        if (PQstatus(pg->conn) != CONNECTION_OK) {
+            pg->syncs = 0;
+            return 0;
+        }
+        if (PQisBusy(pg->conn))
+            return -1;
+        PGresult *r = PQgetResult(pg->conn);
+        if (!r) {
+            if (pg->syncs > 0 && ++nulls < 2)
+                continue; /* between the statements of a pipeline */
+            pg->syncs = 0;
+            return 0;
+        }
+        nulls = 0;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            if (--pg->syncs <= 0) {
+                pg->syncs = 0;
+                return 0;
+            }
+            continue;
+        }
+        if (pg->preparing >= 0) { /* the Prepare's answer */
+            seen_stmt *e = &pg->seen[pg->preparing];
+            pg->preparing = -1;
+            if (st != PGRES_COMMAND_OK) { /* not prepared: forget it */
+                free(e->sql);
+                e->sql = NULL;
+                e->count = 1;
+                pg->nprepared--;
+            }
+        }
+        *out = r;
+        return 1;
+    }
 }
 
 int nyx_pg_flush(nyx_pg *pg) { return PQflush(pg->conn); }

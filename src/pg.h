@@ -78,6 +78,17 @@ void nyx_pg_res_error(const nyx_pg *pg, const nyx_pg_res *res,
 int nyx_pg_socket(const nyx_pg *pg);
 int nyx_pg_send(nyx_pg *pg, const char *sql, int nparams,
                 const char *const *params, nyx_err *err);
+/* nyx_pg_send_cached: the same for a statement sent again and again: the
+ * connection goes into pipeline mode, and a text seen for the second time
+ * is prepared on the server (up to 128 per connection) and from then on
+ * sent by name, so the server parses and plans it once (returns 1 then,
+ * 0 when sent as text, -1 on failure). Its results are
+ * read with nyx_pg_next: 1 with *res a result to clear, 0 once everything
+ * sent is done, -1 when more input must arrive first (call
+ * nyx_pg_consume when the socket is readable). */
+int nyx_pg_send_cached(nyx_pg *pg, const char *sql, int nparams,
+                       const char *const *params, nyx_err *err);
+int nyx_pg_next(nyx_pg *pg, nyx_pg_res **res);
 int nyx_pg_flush(nyx_pg *pg);
 int nyx_pg_consume(nyx_pg *pg);
 int nyx_pg_busy(nyx_pg *pg);

@@ -692,8 +692,9 @@ function nyx.db.close() end
 function nyx.db.log(rows, opts) end
 
 ---What the log writer has sent since the process started: batches (and
----those on the second lane), and the row versions written.
----@return {batches: integer, lane1_batches: integer, inserted: integer, updated: integer}
+---those on the second lane, those sent as a prepared statement), and the
+---row versions written.
+---@return {batches: integer, lane1_batches: integer, prepared_batches: integer, inserted: integer, updated: integer}
 function nyx.db.log_stats() end
 
 ---Waits until every row logged so far is committed.

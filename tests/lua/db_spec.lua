@@ -346,6 +346,42 @@ describe("nyx.db.log", function()
     assert.are.equal("failed", nyx.db.query("SELECT status FROM agents WHERE id = $1", id)[1].status)
   end)
 
+  it("prepares a batch's statement the second time its text comes, and recovers from one that cannot be prepared", function()
+    local function agent(class)
+      -- columns in an order no other test uses: a text new to the writer
+      return { table = "agents", columns = { "agent_class", "status", "agent_type", "thought_tree_id" },
+               values = { class, "active", "task", root.id } }
+    end
+    local s0 = nyx.db.log_stats()
+    for i = 1, 3 do assert.is_true(nyx.db.log{ agent("prep-" .. i) }) end
+    local s1 = nyx.db.log_stats()
+    -- the first goes as text, the second prepares it, the third reuses it
+    assert.are.same({ 3, 2 }, { s1.batches - s0.batches, s1.prepared_batches - s0.prepared_batches })
+    assert.are.equal(3, nyx.db.query("SELECT count(*) AS n FROM agents WHERE agent_class LIKE 'prep-%'")[1].n)
+    -- a text that cannot be prepared (no such column) fails its caller
+    -- every time, and the statements after it still go
+    local bad = { table = "agents", columns = { "thought_tree_id", "no_such_column" }, values = { root.id, 1 } }
+    for _ = 1, 3 do
+      local ok, err = pcall(nyx.db.log, { bad })
+      assert.is_false(ok)
+      assert.matches("no_such_column", tostring(type(err) == "table" and err.message or err))
+    end
+    assert.is_true(nyx.db.log{ agent("prep-4") })
+    -- a prepared statement whose rows break a constraint fails its caller
+    -- alone, and stays usable
+    local wrong = agent("prep-5")
+    wrong.values[4] = nyx.uuid() -- no such node
+    local hs = {
+      nyx.task.spawn(function() return nyx.db.log{ agent("prep-6") } end),
+      nyx.task.spawn(function() return nyx.db.log{ wrong } end),
+    }
+    local rs = nyx.task.wait_all(hs)
+    assert.is_true(rs[1].ok and rs[1][1], tostring(rs[1].error))
+    assert.is_false(rs[2].ok)
+    assert.is_true(nyx.db.log{ agent("prep-7") })
+    assert.are.equal(6, nyx.db.query("SELECT count(*) AS n FROM agents WHERE agent_class LIKE 'prep-%'")[1].n)
+  end)
+
   it("refuses update rows as append rows", function()
     local err = select(2, pcall(nyx.db.log, { { table = "agents", update = true, columns = { "id", "status" },
       values = { nyx.uuid(), "completed" } } }, { append = true }))
