@@ -18,7 +18,7 @@ stds.nyx = {
       core = { fields = {
         "assets", "columns", "cpu", "dir", "embedded", "error_object", "executable", "hash", "home",
         "is_uuid", "isatty", "json_columns", "json_decode", "json_encode", "json_raw", "json_rows", "maxrss",
-        "mtime", "now", "refs", "timestamp", "uuid", "version",
+        "mtime", "now", "pg_arrays", "refs", "timestamp", "uuid", "version",
       } },
       db = { fields = {
         "close", "connect", "exec", "flush", "info", "listen", "log", "log_stats", "migrate", "notify", "open",

@@ -585,6 +585,54 @@ typedef struct log_writer {
 
 static log_writer *get_writer(lua_State *L);
 
+/* The column types of the tables pg sees, as nyx.dblog.types: {table =
+ * {column = "type"}} (none when the catalog cannot be read: then every
+ * row goes as JSON). Without their modifiers: a value cast to
+ * varchar(100) is cut to fit, one assigned to the column is refused.
+ * stack: 0 */
+static void read_types(lua_State *L, nyx_pg *pg)
+{
+    nyx_pg_res *res = nyx_pg_exec(
+        pg,
+        "SELECT c.relname, a.attname, format_type(a.atttypid, NULL) "
+        "FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid "
+        "WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT "
+        "a.attisdropped AND c.relnamespace NOT IN ('pg_catalog'::regnamespace, "
+        "'information_schema'::regnamespace) AND pg_table_is_visible(c.oid) "
+        "ORDER BY 1",
+        0, NULL);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "nyx.dblog");
+    lua_call(L, 1, 1);
+    if (!res || !nyx_pg_res_ok(res)) {
+        nyx_pg_clear(res);
+        lua_pushnil(L);
+        lua_setfield(L, -2, "types");
+        lua_pop(L, 1);
+        return;
+    }
+    lua_newtable(L);
+    const char *last = NULL;
+    for (int r = 0, n = nyx_pg_ntuples(res); r < n; r++) {
+        const char *rel = nyx_pg_value(res, r, 0);
+        if (!last || strcmp(last, rel) != 0) {
+            if (last)
+                lua_pop(L, 1);
+            lua_newtable(L);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, rel);
+            last = rel;
+        }
+        lua_pushstring(L, nyx_pg_value(res, r, 2));
+        lua_setfield(L, -2, nyx_pg_value(res, r, 1));
+    }
+    if (last)
+        lua_pop(L, 1);
+    lua_setfield(L, -2, "types");
+    lua_pop(L, 1);
+    nyx_pg_clear(res);
+}
+
 /* A lane's connection: a clone of the default one, remade when the
  * default changes (never while a batch is on it). stack: 0 */
 static conn *log_conn(lua_State *L, log_lane *l)
@@ -605,6 +653,7 @@ static conn *log_conn(lua_State *L, log_lane *l)
     conn *c = new_conn(L, pg, "the log writer", d->embedded);
     c->generation = d->generation;
     lua_rawsetp(L, LUA_REGISTRYINDEX, &LOG_KEY[l->index]);
+    read_types(L, pg);
     return l->log = c;
 }
 

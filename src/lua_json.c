@@ -331,6 +331,85 @@ void nyx_json_rows(lua_State *L, int cols, int rows)
     lua_remove(L, -2);
 }
 
+/* Appends s as a quoted element of a PostgreSQL array literal. */
+static int array_quote(nyx_buf *b, const char *s, size_t len)
+{
+    int rc = nyx_buf_add(b, "\"", 1);
+    for (size_t i = 0, from = 0; rc == 0 && i <= len; i++) {
+        if (i < len && s[i] != '"' && s[i] != '\\')
+            continue;
+        rc = nyx_buf_add(b, s + from, i - from);
+        if (rc == 0 && i < len)
+            rc = nyx_buf_add(b, "\\", 1);
+        from = i;
+    }
+    return rc ? rc : nyx_buf_add(b, "\"", 1);
+}
+
+/* One element: NULL for nil or null; JSON text for a json column (flag
+ * 'j') or a table; else the value's text. tmp: a scratch buffer. */
+static int array_element(lua_State *L, int idx, int json, nyx_buf *b,
+                         nyx_buf *tmp)
+{
+    idx = lua_absindex(L, idx);
+    int t = lua_type(L, idx);
+    if (t == LUA_TNIL || t == LUA_TLIGHTUSERDATA)
+        return nyx_buf_add(b, "NULL", 4);
+    if (json || t == LUA_TTABLE) {
+        tmp->len = 0;
+        int rc = encode(L, idx, tmp, 1);
+        return rc ? rc : array_quote(b, tmp->data, tmp->len);
+    }
+    if (t == LUA_TBOOLEAN)
+        return nyx_buf_add(b, lua_toboolean(L, idx) ? "t" : "f", 1);
+    if (t == LUA_TNUMBER && lua_isinteger(L, idx))
+        return nyx_json_add_integer(b, lua_tointeger(L, idx));
+    if (t == LUA_TNUMBER) {
+        double d = lua_tonumber(L, idx);
+        if (isnan(d))
+            return nyx_buf_add(b, "\"NaN\"", 5);
+        if (isinf(d))
+            return d > 0 ? nyx_buf_add(b, "\"Infinity\"", 10)
+                         : nyx_buf_add(b, "\"-Infinity\"", 11);
+        return nyx_json_add_number(b, d);
+    }
+    if (t == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        return array_quote(b, s, len);
+    }
+    return luaL_error(L, "bad log value (%s)", luaL_typename(L, idx));
+}
+
+void nyx_pg_arrays(lua_State *L, int rows, int ncol, const char *json)
+{
+    rows = lua_absindex(L, rows);
+    luaL_checkstack(L, ncol + 8, "log arrays");
+    nyx_buf *b = nyx_json_push_buf(L);
+    nyx_buf *tmp = nyx_json_push_buf(L);
+    lua_Integer nrow = (lua_Integer)lua_rawlen(L, rows);
+    for (int c = 1; c <= ncol; c++) {
+        int ok = nyx_buf_add(b, "{", 1);
+        for (lua_Integer r = 1; ok == 0 && r <= nrow; r++) {
+            lua_rawgeti(L, rows, r);
+            lua_rawgeti(L, -1, c);
+            if (r > 1)
+                ok = nyx_buf_add(b, ",", 1);
+            if (ok == 0)
+                ok = array_element(L, -1, json && json[c - 1] == 'j', b, tmp);
+            lua_pop(L, 2);
+        }
+        if (ok != 0 || nyx_buf_add(b, "}", 1) < 0)
+            luaL_error(L, "out of memory");
+        lua_pushlstring(L, b->data, b->len);
+        lua_insert(L, -3); /* below the two buffers */
+        b->len = 0;
+    }
+    nyx_buf_free(b);
+    nyx_buf_free(tmp);
+    lua_pop(L, 2);
+}
+
 /* ---- decoding ------------------------------------------------------------ */
 
 typedef struct dec {

@@ -45,6 +45,13 @@ void nyx_json_columns(lua_State *L, int cols);
  * what nyx_json_columns made of one). stack: +1 */
 void nyx_json_rows(lua_State *L, int cols, int rows);
 
+/* Log rows as PostgreSQL array literals, one per column, for unnest():
+ * rows (an array of arrays of ncol values, holes for NULL) column by
+ * column. json, when not NULL, has 'j' at c - 1 for a json or jsonb
+ * column c, whose values are encoded as JSON (a string too); tables are
+ * JSON in any column. stack: +ncol */
+void nyx_pg_arrays(lua_State *L, int rows, int ncol, const char *json);
+
 /* Pushes the value of the JSON text and returns 1, or pushes nil and a
  * message and returns 2. A JSON null becomes the value at stack index
  * null, or nil (absent) when null is 0. */

@@ -328,6 +328,14 @@ function nyx.core.embedded(name) end
 ---@return userdata
 function nyx.core.json_columns(names) end
 
+---The rows' values as ncol PostgreSQL array literals, one per column (json:
+---a string with "j" where a column is json or jsonb): how log rows reach unnest().
+---@param rows any[][]
+---@param ncol integer
+---@param json? string
+---@return string ...
+function nyx.core.pg_arrays(rows, ncol, json) end
+
 ---Whether the stream is a terminal (the views colour and redraw only there).
 ---@param fd integer|"stdin"|"stdout"|"stderr"
 ---@return boolean

@@ -382,6 +382,23 @@ describe("nyx.db.log", function()
     assert.are.equal(6, nyx.db.query("SELECT count(*) AS n FROM agents WHERE agent_class LIKE 'prep-%'")[1].n)
   end)
 
+  it("sends a known table's rows as one array per column, and a table made since as JSON", function()
+    assert.is_true(nyx.db.log{ { table = "agents", columns = COLS, values = { root.id, "task", "arrays", "active" } } })
+    local dblog = require "nyx.dblog"
+    assert.are.equal("uuid", dblog.types.agents.id)
+    assert.are.equal("character varying", dblog.types.agents.agent_class) -- no length: the column checks it
+    local id = nyx.uuid()
+    local sql, _, n = dblog.build{ { { table = "agents", columns = { "id", "context" }, values = { id, { a = 1 } } } } }
+    assert.matches("FROM unnest%(%$1::uuid%[%], %$2::jsonb%[%]%) v%(id,context%)", sql)
+    assert.are.equal(2, n)
+    nyx.db.exec("CREATE TABLE made_later (id uuid PRIMARY KEY, note text, tags jsonb)")
+    sql = dblog.build{ { { table = "made_later", columns = { "id", "note" }, values = { id, "x" } } } }
+    assert.matches("json_populate_recordset%(NULL::made_later, %$1%)", sql)
+    assert.is_true(nyx.db.log{ { table = "made_later", columns = { "id", "note", "tags" }, values = { id, 'say "hi"', { "a" } } } })
+    local got = nyx.db.query("SELECT note, tags FROM made_later WHERE id = $1", id)[1]
+    assert.are.same({ 'say "hi"', { "a" } }, { got.note, got.tags })
+  end)
+
   it("refuses update rows as append rows", function()
     local err = select(2, pcall(nyx.db.log, { { table = "agents", update = true, columns = { "id", "status" },
       values = { nyx.uuid(), "completed" } } }, { append = true }))
