@@ -331,19 +331,30 @@ void nyx_json_rows(lua_State *L, int cols, int rows)
     lua_remove(L, -2);
 }
 
-/* Appends s as a quoted element of a PostgreSQL array literal. */
+/* Appends s as a quoted element of a PostgreSQL array literal. Most
+ * values have no quote or backslash: two memchr (vectorised) and a copy;
+ * the others in one pass, room made for every byte escaped. */
 static int array_quote(nyx_buf *b, const char *s, size_t len)
 {
-    int rc = nyx_buf_add(b, "\"", 1);
-    for (size_t i = 0, from = 0; rc == 0 && i <= len; i++) {
-        if (i < len && s[i] != '"' && s[i] != '\\')
-            continue;
-        rc = nyx_buf_add(b, s + from, i - from);
-        if (rc == 0 && i < len)
-            rc = nyx_buf_add(b, "\\", 1);
-        from = i;
+    if (nyx_buf_reserve(b, 2 * len + 2) < 0)
+        return -1;
+    char *o = b->data + b->len;
+    *o++ = '"';
+    if (!memchr(s, '"', len) && !memchr(s, '\\', len)) {
+        memcpy(o, s, len);
+        o[len] = '"';
+        b->len += len + 2;
+        return 0;
     }
-    return rc ? rc : nyx_buf_add(b, "\"", 1);
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '"' || c == '\\')
+            *o++ = '\\';
+        *o++ = c;
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    return 0;
 }
 
 /* One element: NULL for nil or null; JSON text for a json column (flag

@@ -135,8 +135,20 @@ local function column_types(name, cols)
     casts[c] = ty .. "[]"
     json[c] = (ty == "json" or ty == "jsonb") and "j" or "."
   end
-  t.casts, t.json = casts, table.concat(json)
+  t.casts, t.json, t.sql = casts, table.concat(json), {}
   return t
+end
+
+-- The INSERT (or UPDATE) of group g's rows from src, a set of rows v.
+local function statement(g, src)
+  local cols = g.columns
+  if g.update then
+    local set = {}
+    for c = 2, #cols do set[c - 1] = ("%s = v.%s"):format(cols[c], cols[c]) end
+    return ("UPDATE %s t SET %s FROM %s WHERE t.%s = v.%s"):format(
+      g.table, table.concat(set, ", "), src, cols[1], cols[1])
+  end
+  return ("INSERT INTO %s (%s) SELECT %s FROM %s"):format(g.table, g.list, g.list, src)
 end
 
 function M.build(batches)
@@ -178,30 +190,28 @@ function M.build(batches)
     -- the rows as one array per column (or, failing their types, as one
     -- JSON array typed by the table's own row type); either way the
     -- server parses a few values instead of planning thousands
-    local cols, src = g.columns
+    local cols = g.columns
     local ty = column_types(g.table, cols)
     g.count = #g.rows
+    local stmt
     if ty then
-      local args = {}
-      for c = 1, #cols do args[c] = ("$%d::%s"):format(np + c, ty.casts[c]) end
-      src = ("unnest(%s) v(%s)"):format(table.concat(args, ", "), g.list)
+      -- the same columns at the same parameter number: the same text
+      local key = g.update and -np - 1 or np
+      stmt = ty.sql[key]
+      if not stmt then
+        local args = {}
+        for c = 1, #cols do args[c] = ("$%d::%s"):format(np + c, ty.casts[c]) end
+        stmt = statement(g, ("unnest(%s) v(%s)"):format(table.concat(args, ", "), g.list))
+        ty.sql[key] = stmt
+      end
       g.ncol, g.rows = #cols, { { pg_arrays(g.rows, #cols, ty.json) } }
       np = np + #cols
     else
       local names = ready[cols]
       if not names then names = json_columns(cols); ready[cols] = names end
       np = np + 1
-      src = ("json_populate_recordset(NULL::%s, $%d) v"):format(g.table, np)
+      stmt = statement(g, ("json_populate_recordset(NULL::%s, $%d) v"):format(g.table, np))
       g.ncol, g.rows = 1, { { json_rows(names, g.rows) } }
-    end
-    local stmt
-    if g.update then
-      local set = {}
-      for c = 2, #cols do set[c - 1] = ("%s = v.%s"):format(cols[c], cols[c]) end
-      stmt = ("UPDATE %s t SET %s FROM %s WHERE t.%s = v.%s"):format(
-        g.table, table.concat(set, ", "), src, cols[1], cols[1])
-    else
-      stmt = ("INSERT INTO %s (%s) SELECT %s FROM %s"):format(g.table, g.list, g.list, src)
     end
     parts[i] = i < #groups and ("g%d AS (%s RETURNING 1)"):format(i, stmt) or stmt
   end
