@@ -11,7 +11,9 @@
 #include "migrate.h"
 
 #include <lauxlib.h>
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -542,32 +544,48 @@ static int conn_tostring(lua_State *L)
  * until its rows are committed. If a batch fails, its callers' rows are
  * written again one caller at a time, so one bad row fails only its own.
  *
- * Two lanes, each with its connection: lane 0 takes every kind of row, in
- * order. Rows logged with append = true (inserts of rows that nothing
- * updates or references later, such as an LLM call's) may also go on lane
- * 1, while lane 0 writes a batch of append rows only: then everything
- * logged before them that is not append rows is committed, so each row
- * their foreign keys point at is visible to lane 1's statement (a row
- * another transaction has not committed is not: its foreign key check
- * would fail, not wait). Both batches are written at once by two server
- * processes. No UPDATE ever goes on lane 1. */
+ * Two lanes, each with its connection, so two server processes write at
+ * once. A caller's entry may go on either lane when it is independent of
+ * the other lane's batch: a row another transaction has not committed is
+ * invisible (a foreign key check on it fails, it does not wait; an update
+ * of it finds nothing), so an entry that refers to a row the other batch
+ * writes, or writes a row it writes or refers to, waits for it. The ids
+ * are the entry's UUID-sized strings: written in the first column or a
+ * column named id, referred to elsewhere. Rows that only refer to the same
+ * rows (the same node, say) go side by side. When both lanes are free and
+ * much is waiting, the queue is shared between them so that what depends
+ * on each other stays on one lane (take()). */
 
 #define ENTRY_MT         "nyx.db.logentry"
 #define MAX_BATCH_PARAMS 60000 /* PostgreSQL takes 65535 */
+#define SPLIT_PARAMS     2000  /* waiting values that two lanes share */
 
 typedef struct log_entry {
     nyx_waiter w;
     int rows_ref, ok, queued, solo, nparams, append;
     int self_ref; /* nobody waits (wait = false): the registry keeps it */
+    /* the ids its rows write (first column, or "id"), then those they
+     * refer to: UUID-sized strings, known by address (Lua interns short
+     * strings, and the entry's rows keep them alive) */
+    const void **ids;
+    int nwrite, nids;
     char error[512];
     struct log_entry *next;
 } log_entry;
 
+/* The ids a lane's batch in flight writes and refers to: open addressing
+ * on the strings' addresses. */
+typedef struct id_set {
+    const void **slot;
+    unsigned char *written;
+    size_t cap;
+} id_set;
+
 typedef struct log_lane {
     struct log_writer *w;
-    int index;         /* 0: every row, in order; 1: append rows only */
+    int index;         /* 0, or 1: never a retried caller alone, a flush */
     log_entry *flight; /* the batch being written */
-    int all_append;    /* every entry of the flight is append rows */
+    id_set ids;        /* what its rows write and refer to */
     conn *log;         /* the lane's connection */
     int watched;       /* its socket is on the loop */
     char error[512];   /* the batch's first error */
@@ -577,6 +595,7 @@ typedef struct log_writer {
     lua_State *L;           /* the main thread */
     log_entry *head, *tail; /* waiting for the next batch */
     log_lane lane[2];
+    long queued_params; /* of the entries waiting */
     /* sent so far (nyx.db.log_stats): batches on each lane, and the row
      * versions they wrote, rows folded together counting once */
     unsigned long long batches[2], inserted, updated;
@@ -584,6 +603,119 @@ typedef struct log_writer {
 } log_writer;
 
 static log_writer *get_writer(lua_State *L);
+
+static size_t id_hash(const void *p, size_t cap)
+{
+    uintptr_t h = (uintptr_t)p;
+    h ^= h >> 17;
+    h *= 0x9E3779B97F4A7C15u;
+    return (size_t)(h >> 7) & (cap - 1);
+}
+
+/* 0: p is not in set; 1: it is, referred to only; 2: written. */
+static int id_find(const id_set *set, const void *p)
+{
+    if (!set->cap)
+        return 0;
+    for (size_t i = id_hash(p, set->cap);; i = (i + 1) & (set->cap - 1)) {
+        if (!set->slot[i])
+            return 0;
+        if (set->slot[i] == p)
+            return set->written[i] ? 2 : 1;
+    }
+}
+
+static void id_add(id_set *set, const void *p, int written)
+{
+    for (size_t i = id_hash(p, set->cap);; i = (i + 1) & (set->cap - 1)) {
+        if (!set->slot[i]) {
+            set->slot[i] = p;
+            set->written[i] = (unsigned char)written;
+            return;
+        }
+        if (set->slot[i] == p) {
+            set->written[i] |= (unsigned char)written;
+            return;
+        }
+    }
+}
+
+static void id_set_free(id_set *set)
+{
+    free(set->slot);
+    free(set->written);
+    memset(set, 0, sizeof *set);
+}
+
+/* Room in set for n ids at half load; -1 on no memory (set unchanged). */
+static int id_set_grow(id_set *set, size_t n)
+{
+    if (2 * n + 1 <= set->cap)
+        return 0;
+    size_t cap = 64;
+    while (cap < 4 * n + 1)
+        cap *= 2;
+    id_set bigger = {calloc(cap, sizeof(void *)), calloc(cap, 1), cap};
+    if (!bigger.slot || !bigger.written) {
+        id_set_free(&bigger);
+        return -1;
+    }
+    for (size_t i = 0; i < set->cap; i++)
+        if (set->slot[i])
+            id_add(&bigger, set->slot[i], set->written[i]);
+    id_set_free(set);
+    *set = bigger;
+    return 0;
+}
+
+/* Lane l's set made of its flight's entries' ids (none on no memory:
+ * then the other lane waits for it, as if everything conflicted). */
+static int id_set_fill(log_lane *l)
+{
+    id_set_free(&l->ids);
+    size_t n = 0;
+    for (log_entry *e = l->flight; e; e = e->next)
+        n += (size_t)e->nids;
+    if (id_set_grow(&l->ids, n) < 0)
+        return -1;
+    for (log_entry *e = l->flight; e; e = e->next)
+        for (int i = 0; i < e->nids; i++)
+            id_add(&l->ids, e->ids[i], i < e->nwrite);
+    return 0;
+}
+
+/* Whether entry e may be written while the batch of lane other is: it
+ * writes nothing that batch writes or refers to, and refers to nothing it
+ * writes (a row another transaction has not committed is invisible: a
+ * foreign key check on it fails, an update of it finds nothing). Rows
+ * that only refer to the same rows go side by side. */
+static int independent(const log_entry *e, const log_lane *other)
+{
+    if (!other->flight)
+        return 1;
+    if (!other->ids.cap || !e->ids || e->nparams == 0)
+        return 0; /* ids unknown (no memory); a flush waits for both */
+    for (int i = 0; i < e->nids; i++) {
+        int in = id_find(&other->ids, e->ids[i]);
+        if (in == 2 || (in == 1 && i < e->nwrite))
+            return 0;
+    }
+    return 1;
+}
+
+/* Whether e refers to or writes what the entries taken so far (their ids
+ * in set) write, or writes what they refer to. */
+static int depends(const log_entry *e, const id_set *set)
+{
+    if (!e->ids)
+        return 1; /* unknown: as if it did */
+    for (int i = 0; i < e->nids; i++) {
+        int in = id_find(set, e->ids[i]);
+        if (in == 2 || (in == 1 && i < e->nwrite))
+            return 1;
+    }
+    return 0;
+}
 
 /* The column types of the tables pg sees, as nyx.dblog.types: {table =
  * {column = "type"}} (none when the catalog cannot be read: then every
@@ -668,6 +800,9 @@ static void finish_entry(log_writer *w, log_entry *e, const char *error)
     }
     nyx_unref(w->L, e->rows_ref);
     e->rows_ref = LUA_NOREF;
+    free(e->ids);
+    e->ids = NULL;
+    e->nids = e->nwrite = 0;
     if (e->self_ref != LUA_NOREF) { /* nobody to tell but the user */
         if (error)
             fprintf(stderr, "nyx: log rows were not written: %s\n", e->error);
@@ -690,6 +825,7 @@ static void batch_done(log_lane *l)
     l->watched = 0;
     log_entry *batch = l->flight, *rhead = NULL, *rtail = NULL;
     l->flight = NULL;
+    id_set_free(&l->ids);
     int alone = batch && !batch->next;
     for (log_entry *e = batch, *next; e; e = next) {
         next = e->next;
@@ -705,6 +841,8 @@ static void batch_done(log_lane *l)
             finish_entry(w, e, l->error[0] ? l->error : NULL);
         }
     }
+    for (log_entry *e = rhead; e; e = e->next)
+        w->queued_params += e->nparams;
     if (rhead) { /* ahead of the rest, in their order */
         rtail->next = w->head;
         if (!w->head)
@@ -910,37 +1048,109 @@ static int log_send(lua_State *L)
     return 0;
 }
 
-/* Takes lane l's next batch off the queue: a caller that failed in a
- * batch goes alone, the others together up to the parameter limit; lane 1
- * takes append rows only. */
-static void take_batch(log_writer *w, log_lane *l)
+/* Adds e's ids to set; -1 on no memory. */
+static int set_take(id_set *set, size_t *held, const log_entry *e)
 {
-    log_entry **tail = &l->flight;
-    int params = 0;
-    l->flight = NULL;
-    l->all_append = 1;
-    while (w->head) {
-        log_entry *e = w->head;
-        if (l->index == 1 && (!e->append || e->solo))
-            break;
-        if (l->flight && (e->solo || params + e->nparams > MAX_BATCH_PARAMS))
-            break;
-        w->head = e->next;
-        e->next = NULL;
-        *tail = e;
-        tail = &e->next;
-        params += e->nparams;
-        l->all_append &= e->append;
-        if (e->solo)
-            break;
-    }
-    if (!w->head)
-        w->tail = NULL;
+    if (id_set_grow(set, *held + (size_t)e->nids) < 0)
+        return -1;
+    for (int i = 0; i < e->nids; i++)
+        id_add(set, e->ids[i], i < e->nwrite);
+    *held += (size_t)e->nids;
+    return 0;
 }
 
-static void start_lane(lua_State *L, log_writer *w, log_lane *l)
+/* Fills the free lanes' flights from the queue, in its order. An entry
+ * that depends on a lane's batch in flight, or on an entry left waiting,
+ * waits (it is left, and what depends on it after it); one that depends
+ * on what a free lane took goes on that lane; one independent of all goes
+ * on the free lane with fewer values; one that depends on what both free
+ * lanes took waits. Each lane's batch is then independent of the other's.
+ * A caller retried after a failed batch goes alone on lane 0, a flush
+ * (no rows) only when both lanes are free and nothing is left before it:
+ * both stop the filling. Lane 1 takes a batch only beside another, or
+ * with lane 0 busy. */
+static void take(log_writer *w, int free0, int free1)
 {
-    take_batch(w, l);
+    log_lane *lane = w->lane;
+    id_set set[3] = {{0}, {0}, {0}}; /* lane 0's, lane 1's, left's */
+    size_t held[3] = {0, 0, 0};
+    long params[2] = {0, 0};
+    int open[2] = {free0, free1};
+    log_entry **tail[2] = {&lane[0].flight, &lane[1].flight};
+    log_entry *left = NULL, **left_tail = &left;
+    if (free0)
+        lane[0].flight = NULL;
+    if (free1)
+        lane[1].flight = NULL;
+    while (w->head) {
+        log_entry *e = w->head;
+        int special = e->solo || e->nparams == 0 || !e->ids;
+        if (special) { /* alone, on lane 0, with nothing before it */
+            if (!free0 || left || lane[0].flight || lane[1].flight)
+                break; /* lane 1 in flight or taking: it waits */
+            w->head = e->next;
+            e->next = NULL;
+            *tail[0] = e;
+            tail[0] = &e->next;
+            w->queued_params -= e->nparams;
+            if (e->nparams == 0) /* a flush takes the rest with it */
+                continue;
+            break;
+        }
+        int k = -1;
+        if (!depends(e, &set[2])) {
+            int d[2];
+            for (int j = 0; j < 2; j++)
+                d[j] =
+                    open[j] ? depends(e, &set[j]) : !independent(e, &lane[j]);
+            if (open[0] && !d[1] &&
+                (d[0] || !open[1] || params[0] <= params[1]))
+                k = 0;
+            else if (open[1] && !d[0])
+                k = 1;
+            if (k >= 0 && params[k] + e->nparams > MAX_BATCH_PARAMS)
+                break; /* full: the rest waits, in order */
+        }
+        w->head = e->next;
+        e->next = NULL;
+        if (k < 0 || set_take(&set[k], &held[k], e) < 0) {
+            if (set_take(&set[2], &held[2], e) < 0) { /* back, and stop */
+                e->next = w->head;
+                w->head = e;
+                break;
+            }
+            *left_tail = e;
+            left_tail = &e->next;
+            continue;
+        }
+        *tail[k] = e;
+        tail[k] = &e->next;
+        params[k] += e->nparams;
+        w->queued_params -= e->nparams;
+    }
+    if (left) { /* back at the head, in their order */
+        *left_tail = w->head;
+        w->head = left;
+    }
+    w->tail = NULL;
+    for (log_entry *e = w->head; e; e = e->next)
+        w->tail = e;
+    for (int j = 0; j < 2; j++) {
+        if (open[j] && lane[j].flight) {
+            id_set_free(&lane[j].ids);
+            lane[j].ids = set[j];
+            set[j] = (id_set){0};
+            if (!lane[j].ids.cap)
+                id_set_fill(&lane[j]); /* a flush or a retry alone */
+        }
+        id_set_free(&set[j]);
+    }
+    id_set_free(&set[2]);
+}
+
+/* Sends lane l's flight (taken already). */
+static void send_lane(lua_State *L, log_lane *l)
+{
     if (!l->flight)
         return;
     l->error[0] = '\0';
@@ -957,20 +1167,16 @@ static int log_hook(lua_State *L, void *arg)
 {
     log_writer *w = arg;
     log_lane *l0 = &w->lane[0], *l1 = &w->lane[1];
-    if (!w->head)
+    int free0 = !l0->flight, free1 = !l1->flight;
+    if (!w->head || (!free0 && !free1))
         return 0;
-    /* a flush (no rows) waits for both lanes: whatever was logged before
-     * it must be committed when it returns */
-    if (!l0->flight && (w->head->nparams > 0 || !l1->flight)) {
-        start_lane(L, w, l0);
-        return 1;
-    }
-    if (l0->flight && l0->all_append && !l1->flight && w->head->append &&
-        !w->head->solo) {
-        start_lane(L, w, l1);
-        return 1;
-    }
-    return 0;
+    /* with both free and little waiting, lane 0 takes it all */
+    take(w, free0, free1 && (!free0 || w->queued_params >= SPLIT_PARAMS));
+    if (free0)
+        send_lane(L, l0);
+    if (free1)
+        send_lane(L, l1);
+    return (free0 && l0->flight) || (free1 && l1->flight);
 }
 
 static log_writer *get_writer(lua_State *L)
@@ -1007,6 +1213,7 @@ static int entry_gc(lua_State *L)
         *p = e->next;
         if (w->tail == e)
             w->tail = prev;
+        w->queued_params -= e->nparams;
     } else {
         for (int i = 0; i < 2 && !*p; i++)
             for (p = &w->lane[i].flight; *p && *p != e; p = &(*p)->next) {
@@ -1015,6 +1222,8 @@ static int entry_gc(lua_State *L)
             *p = e->next;
     }
     nyx_unref(L, e->rows_ref);
+    free(e->ids);
+    e->ids = NULL;
     return 0;
 }
 
@@ -1031,12 +1240,58 @@ static log_entry *enqueue_entry(lua_State *L, log_writer *w, int nparams,
     lua_pushvalue(L, 1);
     e->rows_ref = nyx_ref(L);
     e->queued = 1;
+    w->queued_params += nparams;
     if (w->tail)
         w->tail->next = e;
     else
         w->head = e;
     w->tail = e;
     return e;
+}
+
+/* e's ids from its rows at index 1 (strings the size of a UUID): those
+ * in the first column or a column named id are written, the others
+ * referred to. With no memory for them, e->ids stays NULL and e never
+ * goes beside a batch of the other lane. */
+static void collect_ids(lua_State *L, log_entry *e)
+{
+    const void **ids = malloc(sizeof *ids * (size_t)(e->nparams + 1));
+    if (!ids)
+        return;
+    int nw = 0, nr = 0, top = e->nparams;
+    for (lua_Integer i = 1; lua_rawgeti(L, 1, i) == LUA_TTABLE; i++) {
+        int row = lua_gettop(L);
+        lua_getfield(L, row, "columns");
+        lua_getfield(L, row, "values");
+        int cols = row + 1, vals = row + 2;
+        lua_Integer ncol = (lua_Integer)lua_rawlen(L, cols);
+        if (lua_type(L, vals) == LUA_TTABLE)
+            for (lua_Integer c = 1; c <= ncol; c++) {
+                size_t len;
+                if (lua_rawgeti(L, vals, c) == LUA_TSTRING &&
+                    (lua_tolstring(L, -1, &len), len == 36)) {
+                    int written = c == 1;
+                    if (!written) {
+                        lua_rawgeti(L, cols, c);
+                        const char *name = lua_tostring(L, -1);
+                        written = name && strcmp(name, "id") == 0;
+                        lua_pop(L, 1);
+                    }
+                    const void *p = lua_tostring(L, -1);
+                    if (written)
+                        ids[nw++] = p;
+                    else if (nw + nr < top)
+                        ids[top - ++nr] = p;
+                }
+                lua_pop(L, 1);
+            }
+        lua_settop(L, row - 1);
+    }
+    lua_pop(L, 1);
+    memmove(ids + nw, ids + top - nr, sizeof *ids * (size_t)nr);
+    e->ids = ids;
+    e->nwrite = nw;
+    e->nids = nw + nr;
 }
 
 static int flush_k(lua_State *L, int status, lua_KContext ctx) { return 0; }
@@ -1055,7 +1310,7 @@ static int log_k(lua_State *L, int status, lua_KContext ctx)
  * returns at once; the rows go with the next batch all the same, a failure
  * is one line on stderr, and the script's run ends only once they are
  * written. opts.append = true: the rows are inserts that nothing updates
- * later, free to go on the second lane (no update rows allowed). */
+ * later (checked: no update rows allowed). */
 static int db_log(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -1094,6 +1349,7 @@ static int db_log(lua_State *L)
     luaL_argcheck(L, nparams > 0 && nparams <= MAX_BATCH_PARAMS, 1,
                   "rows must hold between 1 and 60000 values");
     log_entry *e = enqueue_entry(L, w, nparams, append);
+    collect_ids(L, e);
     if (!wait) {
         lua_pushvalue(L, -1);
         e->self_ref = nyx_ref(L);

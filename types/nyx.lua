@@ -693,7 +693,7 @@ function nyx.db.close() end
 
 ---Writes log rows in batches on connections of its own; waits until they
 ---are committed unless opts.wait is false. opts.append: inserts nothing
----updates or references later, free to take the second lane.
+---updates later (an update row is an error).
 ---@param rows nyx.db.LogRow[]
 ---@param opts? {wait?: boolean, append?: boolean}
 ---@return boolean

@@ -309,6 +309,24 @@ describe("nyx.db.log", function()
       assert.is_true(slow:wait())
     end)
 
+    it("writes rows beside lane 0's batch when they touch nothing it writes; an update of a row it inserts waits", function()
+      local before, x = slow_count(), nyx.uuid()
+      local with_id = { "id", "thought_tree_id", "agent_type", "agent_class", "status" }
+      local slow = nyx.task.spawn(function()
+        return nyx.db.log{ slow_row(), { table = "agents", columns = with_id, values = { x, root.id, "task", "held", "active" } } }
+      end)
+      nyx.task.sleep(0.05) -- lane 0 sleeps in its batch
+      -- refers to the same node as lane 0's agent, writes its own row: beside it
+      assert.is_true(nyx.db.log{ { table = "agents", columns = with_id, values = { nyx.uuid(), root.id, "task", "beside", "active" } } })
+      assert.are.equal(before, slow_count()) -- lane 0 has not committed yet
+      assert.are.equal(1, count("beside"))
+      -- x is lane 0's, not committed: an update beside it would find no row
+      assert.is_true(nyx.db.log{ { table = "agents", update = true, columns = { "id", "status" }, values = { x, "completed" } } })
+      assert.are.equal(before + 1, slow_count())
+      assert.are.equal("completed", nyx.db.query("SELECT status FROM agents WHERE id = $1", x)[1].status)
+      assert.is_true(slow:wait())
+    end)
+
     it("keeps append rows off lane 1 while lane 0 writes other rows: their keys may point there", function()
       -- lane 0's slow batch inserts an agent; an append row naming it as
       -- its spawner is logged meanwhile: on lane 1 its foreign key check
@@ -325,6 +343,28 @@ describe("nyx.db.log", function()
       assert.is_true(slow:wait())
       assert.are.equal(1, count("child"))
     end)
+  end)
+
+  it("shares a long queue between the two lanes, keeping rows that depend on each other on one", function()
+    nyx.db.flush()
+    local s0 = nyx.db.log_stats()
+    local parents = {}
+    local with_id = { "id", "thought_tree_id", "agent_type", "agent_class", "status" }
+    -- queued in one turn, more values than one lane takes alone: each
+    -- child names its parent, and each parent is updated after its child
+    for i = 1, 200 do
+      parents[i] = nyx.uuid()
+      nyx.db.log({ { table = "agents", columns = with_id, values = { parents[i], root.id, "task", "split-parent", "active" } } }, { wait = false })
+      nyx.db.log({ { table = "agents", columns = { "id", "thought_tree_id", "agent_type", "agent_class", "status", "spawned_by" },
+                     values = { nyx.uuid(), root.id, "task", "split-child", "active", parents[i] } } }, { wait = false })
+      nyx.db.log({ { table = "agents", update = true, columns = { "id", "status" }, values = { parents[i], "completed" } } }, { wait = false })
+    end
+    nyx.db.flush()
+    local s1 = nyx.db.log_stats()
+    assert.is_true(s1.lane1_batches > s0.lane1_batches)
+    assert.are.equal(200, count("split-child"))
+    assert.are.equal(200, nyx.db.query([[SELECT count(*) AS n FROM agents
+      WHERE agent_class = 'split-parent' AND status = 'completed']])[1].n)
   end)
 
   it("counts what it wrote: batches, lane 1's, and row versions, folded rows once", function()
