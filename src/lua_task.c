@@ -206,10 +206,17 @@ static void step(nyx_sched *s, nyx_task *t)
 }
 
 /* Runs the tasks that were ready when it started; returns how many. */
+/* Runs the tasks ready now (not those they wake). A long run of them (a
+ * committed batch wakes hundreds) polls the loop each POLL_MS: requests
+ * they started go on the wire and answers that arrived are read while the
+ * rest run, instead of waiting for the whole run; tasks woken meanwhile
+ * run in the next round. */
+#define POLL_MS 1.0
 static int run_ready(nyx_sched *s)
 {
     nyx_task *last = s->ready_tail;
     int n = 0;
+    double polled = nyx_now_ms();
     while (s->ready_head) {
         nyx_task *t = s->ready_head;
         s->ready_head = t->next_ready;
@@ -219,6 +226,11 @@ static int run_ready(nyx_sched *s)
         n++;
         if (t == last)
             break;
+        double now = nyx_now_ms();
+        if (now - polled >= POLL_MS) {
+            nyx_loop_run_once(s->loop, 0);
+            polled = nyx_now_ms();
+        }
     }
     return n;
 }

@@ -378,6 +378,29 @@ describe("nyx.llm.complete", function()
     assert.are.equal(before, claude.fake_stats().requests)
   end)
 
+  it("sends a request and reads its answer while a long run of ready tasks goes on", function()
+    -- the call starts, then 400 tasks ready in the same turn run for about
+    -- 0.2 s: the loop is polled meanwhile, so the request goes out and
+    -- its answer is read before they are through, not after
+    local before = claude.fake_stats().requests
+    local sent, answered = false, false
+    local call = nyx.task.spawn(ask, "polled")
+    local spinners = {}
+    for i = 1, 400 do
+      spinners[i] = nyx.task.spawn(function()
+        local t = now() + 0.0005
+        while now() < t do end
+        sent = sent or claude.fake_stats().requests > before
+        answered = answered or claude.in_flight() == 0
+      end)
+    end
+    for _, r in ipairs(nyx.task.wait_all(spinners)) do assert.is_true(r.ok, tostring(r.error)) end
+    assert.is_true(sent, "the request waited for the whole run")
+    assert.is_true(answered, "the answer waited for the whole run")
+    local ok, resp = call:wait()
+    assert.is_true(ok, tostring(resp))
+  end)
+
   it("runs calls concurrently on one connection pool", function()
     local t0 = now()
     local hs = {}
