@@ -674,8 +674,11 @@ static int id_set_fill(log_lane *l)
 {
     id_set_free(&l->ids);
     size_t n = 0;
-    for (log_entry *e = l->flight; e; e = e->next)
+    for (log_entry *e = l->flight; e; e = e->next) {
+        if (!e->ids && e->nparams > 0)
+            return -1; /* its ids unknown: as if everything conflicted */
         n += (size_t)e->nids;
+    }
     if (id_set_grow(&l->ids, n) < 0)
         return -1;
     for (log_entry *e = l->flight; e; e = e->next)
