@@ -25,6 +25,7 @@ struct nyx_pg {
     seen_stmt *seen; /* SEEN_SLOTS, open addressing; NULL until needed */
     int nseen, nprepared;
     int syncs;     /* pipeline syncs sent whose results are not all read */
+    int broken;    /* a send failed half way: not to be used again */
     int preparing; /* slot whose Prepare's result comes next, or -1 */
 };
 
@@ -337,6 +338,7 @@ int nyx_pg_send_cached(nyx_pg *pg, const char *sql, int nparams,
     return name[0] != '\0';
 failed:
     nyx_errf(err, "%s", PQerrorMessage(c));
+    pg->broken = 1; /* what was queued is unknown: nyx_pg_ok says no more */
     return -1;
 }
 
@@ -395,7 +397,10 @@ const char *nyx_pg_error_message(const nyx_pg *pg)
     return PQerrorMessage(pg->conn);
 }
 
-int nyx_pg_ok(const nyx_pg *pg) { return PQstatus(pg->conn) == CONNECTION_OK; }
+int nyx_pg_ok(const nyx_pg *pg)
+{
+    return !pg->broken && PQstatus(pg->conn) == CONNECTION_OK;
+}
 
 int nyx_pg_next_note(nyx_pg *pg, nyx_pg_note *n)
 {
