@@ -9,10 +9,11 @@
 --     written when it ends, nyx.runtime.orchestrator_row_delay);
 --   each LLM call: its llm_interactions and llm_call_details rows.
 -- The transaction is rolled back (nyx's rows are never deleted). Prints
--- the time of each statement and the total, best of RUNS. No JSON to parse,
--- no round trips: a floor for the tree's writes, which nyx's batches (one
--- statement per loop turn, values as JSON parameters) can approach but not
--- beat. Uses the database nyx would use (the bigger its tables, the deeper
+-- the time of each statement and the total, best of RUNS. No values to
+-- parse, no round trips: a floor for the tree's writes on one connection.
+-- nyx's log writer has two (its lanes write independent rows at once), so
+-- on a machine with a core to spare a tree's writes can take less wall
+-- time than this, though not less server CPU. Uses the database nyx would use (the bigger its tables, the deeper
 -- their indexes: run it where the runtime's figures were taken).
 --
 -- One thing differs from a real run: here a row is updated in the
