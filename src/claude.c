@@ -324,6 +324,24 @@ static struct curl_slist *make_headers(const nyx_claude *c, const char *beta)
     return l;
 }
 
+/* Whether the environment names a proxy for libcurl (read once). */
+static int proxy_in_env(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        static const char *const vars[] = {
+            "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+            "all_proxy",  "ALL_PROXY",  NULL};
+        known = 0;
+        for (int i = 0; vars[i]; i++) {
+            const char *v = getenv(vars[i]);
+            if (v && *v)
+                known = 1;
+        }
+    }
+    return known;
+}
+
 /* A handle with everything set that is the same for every call. */
 static CURL *new_easy(nyx_claude *c)
 {
@@ -344,6 +362,12 @@ static CURL *new_easy(nyx_claude *c)
      * flight should not each hold libcurl's default 16 KiB and 64 KiB */
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 4096L);
     curl_easy_setopt(e, CURLOPT_UPLOAD_BUFFERSIZE, 16384L);
+    /* libcurl looks for proxy variables in the environment on every
+     * request; with none set, it is told so once */
+    if (!proxy_in_env()) {
+        curl_easy_setopt(e, CURLOPT_PROXY, "");
+        curl_easy_setopt(e, CURLOPT_NOPROXY, "");
+    }
     return e;
 }
 
