@@ -367,6 +367,46 @@ describe("nyx.db.log", function()
       WHERE agent_class = 'split-parent' AND status = 'completed']])[1].n)
   end)
 
+  it("ends with every row as last logged, whatever the lanes did with a random mix of dependent rows", function()
+    nyx.db.flush()
+    math.randomseed(5)
+    local s0 = nyx.db.log_stats()
+    local with_id = { "id", "thought_tree_id", "agent_type", "agent_class", "status", "spawned_by" }
+    local statuses = { "spawned", "active", "completed", "failed", "terminated" }
+    local ids, expect = {}, {}
+    for round = 1, 60 do
+      -- one loop turn's worth: new agents (each naming an earlier one as its
+      -- spawner), and updates of agents new or old, queued in order
+      for _ = 1, math.random(5, 120) do
+        if #ids < 600 and (#ids < 5 or math.random() < 0.4) then
+          local id, parent = nyx.uuid(), ids[math.random(math.max(1, #ids))]
+          ids[#ids + 1] = id
+          expect[id] = { "spawned", nil }
+          nyx.db.log({ { table = "agents", columns = with_id, values = { id, root.id, "task", "stress", "spawned", parent } } }, { wait = false })
+        else
+          local id = ids[math.random(#ids)]
+          local st = statuses[math.random(#statuses)]
+          expect[id] = { st, round }
+          nyx.db.log({ { table = "agents", update = true, columns = { "id", "status", "state" }, values = { id, st, { round = round } } } }, { wait = false })
+        end
+      end
+      nyx.task.sleep(0) -- a batch goes; what comes next may depend on it
+    end
+    nyx.db.flush()
+    local got = {}
+    for _, r in ipairs(nyx.db.query("SELECT id, status, state FROM agents WHERE agent_class = 'stress'")) do got[r.id] = r end
+    local n = 0
+    for id, e in pairs(expect) do
+      n = n + 1
+      local r = got[id]
+      assert.is_not_nil(r, "missing agent " .. id)
+      assert.are.equal(e[1], r.status, id)
+      assert.are.equal(e[2], r.state and r.state.round, id)
+    end
+    assert.are.equal(#ids, n)
+    assert.is_true(nyx.db.log_stats().lane1_batches > s0.lane1_batches)
+  end)
+
   it("counts what it wrote: batches, lane 1's, and row versions, folded rows once", function()
     nyx.db.flush()
     local s0 = nyx.db.log_stats()
