@@ -562,7 +562,7 @@ static int conn_tostring(lua_State *L)
 
 typedef struct log_entry {
     nyx_waiter w;
-    int rows_ref, ok, queued, solo, nparams, append;
+    int rows_ref, ok, queued, solo, nparams;
     int self_ref; /* nobody waits (wait = false): the registry keeps it */
     /* the ids its rows write (first column, or "id"), then those they
      * refer to: UUID-sized strings, known by address (Lua interns short
@@ -1231,15 +1231,13 @@ static int entry_gc(lua_State *L)
 }
 
 /* Queues the rows at index 1 as a new entry, pushed. */
-static log_entry *enqueue_entry(lua_State *L, log_writer *w, int nparams,
-                                int append)
+static log_entry *enqueue_entry(lua_State *L, log_writer *w, int nparams)
 {
     log_entry *e = lua_newuserdatauv(L, sizeof *e, 0);
     memset(e, 0, sizeof *e);
     e->self_ref = LUA_NOREF;
     luaL_setmetatable(L, ENTRY_MT);
     e->nparams = nparams;
-    e->append = append;
     lua_pushvalue(L, 1);
     e->rows_ref = nyx_ref(L);
     e->queued = 1;
@@ -1351,7 +1349,7 @@ static int db_log(lua_State *L)
     lua_pop(L, 1);
     luaL_argcheck(L, nparams > 0 && nparams <= MAX_BATCH_PARAMS, 1,
                   "rows must hold between 1 and 60000 values");
-    log_entry *e = enqueue_entry(L, w, nparams, append);
+    log_entry *e = enqueue_entry(L, w, nparams);
     collect_ids(L, e);
     if (!wait) {
         lua_pushvalue(L, -1);
@@ -1390,7 +1388,7 @@ static int db_flush(lua_State *L)
         return 0;
     lua_settop(L, 0);
     lua_newtable(L); /* no rows: it waits its turn behind the others */
-    log_entry *e = enqueue_entry(L, w, 0, 0);
+    log_entry *e = enqueue_entry(L, w, 0);
     return nyx_await(L, &e->w, (lua_KContext)e, flush_k);
 }
 

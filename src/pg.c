@@ -257,21 +257,6 @@ int nyx_pg_lib_version(void) { return PQlibVersion(); }
 
 int nyx_pg_socket(const nyx_pg *pg) { return PQsocket(pg->conn); }
 
-int nyx_pg_send(nyx_pg *pg, const char *sql, int nparams,
-                const char *const *params, nyx_err *err)
-{
-    if (!PQisnonblocking(pg->conn) && PQsetnonblocking(pg->conn, 1) != 0) {
-        nyx_errf(err, "%s", PQerrorMessage(pg->conn));
-        return -1;
-    }
-    if (!PQsendQueryParams(pg->conn, sql, nparams, NULL, params, NULL, NULL,
-                           0)) {
-        nyx_errf(err, "%s", PQerrorMessage(pg->conn));
-        return -1;
-    }
-    return 0;
-}
-
 /* FNV-1a, 64 bits. */
 static uint64_t hash_text(const char *s)
 {
@@ -387,10 +372,6 @@ int nyx_pg_next(nyx_pg *pg, nyx_pg_res **out)
 int nyx_pg_flush(nyx_pg *pg) { return PQflush(pg->conn); }
 
 int nyx_pg_consume(nyx_pg *pg) { return PQconsumeInput(pg->conn) ? 0 : -1; }
-
-int nyx_pg_busy(nyx_pg *pg) { return PQisBusy(pg->conn); }
-
-nyx_pg_res *nyx_pg_next_result(nyx_pg *pg) { return PQgetResult(pg->conn); }
 
 const char *nyx_pg_error_message(const nyx_pg *pg)
 {

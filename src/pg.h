@@ -68,31 +68,22 @@ typedef struct nyx_pg_error {
 void nyx_pg_res_error(const nyx_pg *pg, const nyx_pg_res *res,
                       nyx_pg_error *out);
 
-/* Sending without waiting, for code on the event loop: nyx_pg_send puts
- * the connection in non-blocking mode and queues the statement;
- * nyx_pg_flush sends what is queued (0: all sent, 1: more to send when the
- * socket is writable, -1: failed); nyx_pg_consume reads what arrived
- * (-1: the connection failed); then, while !nyx_pg_busy, each
- * nyx_pg_next_result is a result to clear, NULL once the statement is
- * done. Errors go to err / nyx_pg_error_message. */
+/* Sending without waiting, for code on the event loop. nyx_pg_send_cached
+ * puts the connection in non-blocking pipeline mode and queues the
+ * statement; a text seen for the second time is prepared on the server
+ * (up to 128 per connection) and from then on sent by name, so the server
+ * parses and plans it once (returns 1 then, 0 when sent as text, -1 on
+ * failure). nyx_pg_flush sends what is queued (0: all sent, 1: more to
+ * send when the socket is writable, -1: failed); nyx_pg_consume reads
+ * what arrived (-1: the connection failed); nyx_pg_next then gives 1 with
+ * *res a result to clear, 0 once everything sent is done, -1 when more
+ * input must arrive first. Errors go to err / nyx_pg_error_message. */
 int nyx_pg_socket(const nyx_pg *pg);
-int nyx_pg_send(nyx_pg *pg, const char *sql, int nparams,
-                const char *const *params, nyx_err *err);
-/* nyx_pg_send_cached: the same for a statement sent again and again: the
- * connection goes into pipeline mode, and a text seen for the second time
- * is prepared on the server (up to 128 per connection) and from then on
- * sent by name, so the server parses and plans it once (returns 1 then,
- * 0 when sent as text, -1 on failure). Its results are
- * read with nyx_pg_next: 1 with *res a result to clear, 0 once everything
- * sent is done, -1 when more input must arrive first (call
- * nyx_pg_consume when the socket is readable). */
 int nyx_pg_send_cached(nyx_pg *pg, const char *sql, int nparams,
                        const char *const *params, nyx_err *err);
 int nyx_pg_next(nyx_pg *pg, nyx_pg_res **res);
 int nyx_pg_flush(nyx_pg *pg);
 int nyx_pg_consume(nyx_pg *pg);
-int nyx_pg_busy(nyx_pg *pg);
-nyx_pg_res *nyx_pg_next_result(nyx_pg *pg);
 const char *nyx_pg_error_message(const nyx_pg *pg);
 int nyx_pg_ok(const nyx_pg *pg); /* the connection is usable */
 
