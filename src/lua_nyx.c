@@ -11,6 +11,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,27 +455,38 @@ static int core_is_uuid(lua_State *L)
 }
 
 /* Random version 4 UUIDs, from a pool of random bytes refilled 4 KiB at a
- * time (a getrandom call per id was most of their cost); refilled in a
- * forked child too, so parent and child never share ids. */
+ * time (a getrandom call per id was most of their cost). A forked child
+ * starts with an empty pool (pthread_atfork, set once: asking getpid()
+ * on every id was a system call per id), so parent and child never share
+ * ids. */
+static unsigned char uuid_pool[4096];
+static size_t uuid_used = sizeof uuid_pool;
+
+static void uuid_forked(void) { uuid_used = sizeof uuid_pool; }
+
 static int core_uuid(lua_State *L)
 {
-    static unsigned char pool[4096];
-    static size_t used = sizeof pool;
-    static pid_t owner;
-    if (used + 16 > sizeof pool || owner != getpid()) {
-        for (size_t got = 0; got < sizeof pool;) {
-            ssize_t n = getrandom(pool + got, sizeof pool - got, 0);
+    static int atfork;
+    if (!atfork) {
+        if (pthread_atfork(NULL, NULL, uuid_forked) != 0)
+            return luaL_error(L, "cannot register the UUID pool's fork hook");
+        atfork = 1;
+    }
+    unsigned char *pool = uuid_pool;
+    if (uuid_used + 16 > sizeof uuid_pool) {
+        for (size_t got = 0; got < sizeof uuid_pool;) {
+            ssize_t n = getrandom(pool + got, sizeof uuid_pool - got, 0);
             if (n < 0)
                 return luaL_error(L, "no random bytes for a UUID");
             got += (size_t)n;
         }
-        used = 0;
-        owner = getpid();
+        uuid_used = 0;
     }
+    size_t used = uuid_used;
     uuid_t u;
     memcpy(u, pool + used, 16);
     memset(pool + used, 0, 16); /* an id is used once */
-    used += 16;
+    uuid_used = used + 16;
     u[6] = (unsigned char)((u[6] & 0x0F) | 0x40); /* version 4 */
     u[8] = (unsigned char)((u[8] & 0x3F) | 0x80); /* RFC 4122 variant */
     char s[37];
