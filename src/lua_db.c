@@ -342,7 +342,7 @@ static int db_info(lua_State *L)
 {
     int first;
     conn *c = get_conn(L, &first);
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 9);
     lua_pushstring(L, nyx_pg_describe(c->pg));
     lua_setfield(L, -2, "database");
     lua_pushinteger(L, nyx_pg_server_version(c->pg));
@@ -353,6 +353,18 @@ static int db_info(lua_State *L)
     lua_setfield(L, -2, "embedded");
     lua_pushboolean(L, nyx_pg_in_transaction(c->pg));
     lua_setfield(L, -2, "in_transaction");
+    /* where it is, as libpq's keywords name it (never the password) */
+    static const struct {
+        char which;
+        const char *name;
+    } params[] = {{'h', "host"}, {'p', "port"}, {'u', "user"}, {'d', "dbname"}};
+    for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
+        const char *v = nyx_pg_param(c->pg, params[i].which);
+        if (v && *v) {
+            lua_pushstring(L, v);
+            lua_setfield(L, -2, params[i].name);
+        }
+    }
     return 1;
 }
 

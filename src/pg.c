@@ -139,6 +139,21 @@ nyx_pg *nyx_pg_clone(const nyx_pg *pg, nyx_err *err)
 
 const char *nyx_pg_describe(const nyx_pg *pg) { return pg->describe; }
 
+const char *nyx_pg_param(const nyx_pg *pg, char which)
+{
+    switch (which) {
+    case 'h':
+        return PQhost(pg->conn);
+    case 'p':
+        return PQport(pg->conn);
+    case 'u':
+        return PQuser(pg->conn);
+    case 'd':
+        return PQdb(pg->conn);
+    }
+    return NULL;
+}
+
 int nyx_pg_server_version(const nyx_pg *pg)
 {
     return PQserverVersion(pg->conn);

@@ -22,6 +22,9 @@ nyx_pg *nyx_pg_clone(const nyx_pg *pg, nyx_err *err);
 
 /* "database \"nyx\" on /path/to/socket" or "... on host:port". */
 const char *nyx_pg_describe(const nyx_pg *pg);
+/* A connection parameter in use: 'h' host (or socket folder), 'p' port,
+ * 'u' user, 'd' database; NULL if unknown. */
+const char *nyx_pg_param(const nyx_pg *pg, char which);
 int nyx_pg_server_version(const nyx_pg *pg); /* e.g. 150018 */
 int nyx_pg_in_transaction(const nyx_pg *pg);
 

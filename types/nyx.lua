@@ -737,6 +737,10 @@ function nyx.db.notify(channel, payload) end
 ---@field source "embedded"|"NYX_DATABASE_URL"|"PG* variables"|"the caller"
 ---@field embedded boolean
 ---@field in_transaction boolean
+---@field host? string the host, or the folder of the Unix socket
+---@field port? string
+---@field user? string
+---@field dbname? string
 
 ---A connection from nyx.db.open (userdata).
 ---@class nyx.db.Connection

@@ -16,6 +16,14 @@ describe("nyx.db", function()
     assert.matches('database "' .. dbname .. '"', info.database, 1, true)
     assert.is_true(info.server_version >= 130000)
     assert.is_false(info.in_transaction)
+    -- where it is, enough for a conninfo to a sibling database on the server
+    assert.are.equal(dbname, info.dbname)
+    local where = nyx.db.query("SELECT current_user AS u, current_setting('port') AS p")[1]
+    assert.are.equal(where.u, info.user)
+    assert.are.equal(where.p, info.port)
+    assert.is_string(info.host)
+    local other <close> = nyx.db.open(("host='%s' port=%s user=%s dbname=%s"):format(info.host, info.port, info.user, info.dbname))
+    assert.are.equal(info.database, other:info().database)
     assert.are.equal(12, nyx.db.query("SELECT count(*) AS n FROM system_config")[1].n) -- 6 founding, 6 models by role
     for _, m in ipairs(nyx.db.status()) do assert.are.equal("applied", m.state, m.name) end
     assert.are.equal(0, nyx.db.migrate())
