@@ -210,6 +210,15 @@ static int pool_stats(lua_State *L)
     return 1;
 }
 
+/* pool:waiting(): how many tasks wait for a slot (stats() without the
+ * table, for callers that ask often). */
+static int pool_waiting(lua_State *L)
+{
+    pool *p = check_pool(L, 1);
+    lua_pushinteger(L, p->waiting);
+    return 1;
+}
+
 /* pool:reset_peak(): the peak starts again from the active count. */
 static int pool_reset_peak(lua_State *L)
 {
@@ -478,13 +487,11 @@ static int limits_trap(lua_State *L)
     return 0;
 }
 
-static const luaL_Reg pool_methods[] = {{"acquire", pool_acquire},
-                                        {"try_acquire", pool_try_acquire},
-                                        {"release", pool_release},
-                                        {"set_limit", pool_set_limit},
-                                        {"stats", pool_stats},
-                                        {"reset_peak", pool_reset_peak},
-                                        {NULL, NULL}};
+static const luaL_Reg pool_methods[] = {
+    {"acquire", pool_acquire},       {"try_acquire", pool_try_acquire},
+    {"release", pool_release},       {"set_limit", pool_set_limit},
+    {"stats", pool_stats},           {"waiting", pool_waiting},
+    {"reset_peak", pool_reset_peak}, {NULL, NULL}};
 
 static const luaL_Reg event_methods[] = {
     {"wait", event_wait}, {"set", event_set}, {NULL, NULL}};

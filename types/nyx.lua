@@ -1416,6 +1416,10 @@ function Pool:set_limit(n) end
 ---@return {limit: integer, active: integer, peak: integer, waiting: integer, granted: integer}
 function Pool:stats() end
 
+---How many tasks wait for a slot (stats().waiting, without the table).
+---@return integer
+function Pool:waiting() end
+
 function Pool:reset_peak() end
 
 ---An event (userdata).

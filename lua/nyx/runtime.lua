@@ -79,6 +79,12 @@ end
 -- ---- the process-wide pool ------------------------------------------------
 
 local global, global_limit
+local pump_gate -- the start gate's pump (run_orchestrator): a slot handed on may let one in
+-- Starts on their way to the slot queue: orchestrators started (or let
+-- through the start gate) whose task has not run yet, agents spawned
+-- whose task has not asked for its slot yet. The gate counts them with
+-- the agents waiting for a slot.
+local on_the_way = 0
 
 local function global_pool()
   local limit = int_setting("max_concurrent_agents", 10)
@@ -87,6 +93,8 @@ local function global_pool()
     global = limits.pool(limit, "max_concurrent_agents")
   elseif limit ~= global_limit then
     global:set_limit(limit)
+    global_limit = limit
+    if pump_gate then pump_gate() end -- a higher limit: more may start
   end
   global_limit = limit
   return global
@@ -390,6 +398,7 @@ local function give_slots(a, quiet)
   if not a.holding then return end
   a.holding = false
   global:release()
+  pump_gate()
   local o = a.orchestrator
   if o then
     o.pool:release()
@@ -468,11 +477,16 @@ end
 
 --- handle:wait(): true, result or false, error once the agent (or
 -- sub-orchestrator) is done. An agent waiting here gives its slots back.
+-- Waits for h's task. One cancelled before it ever ran ended without
+-- running its code: its error is the outcome.
+local function settle(h)
+  if h.outcome then return end
+  local ok, err = h.task:wait()
+  if not h.outcome then h.outcome = { ok = false, error = ok and "ended without an outcome" or err } end
+end
+
 function Handle:wait()
-  if not self.outcome then
-    local t = self.task
-    waiting(t.wait, t)
-  end
+  if not self.outcome then waiting(settle, self) end
   return finished(self)
 end
 
@@ -489,7 +503,7 @@ function M.wait_all(handles)
   local out = {}
   waiting(function()
     for i, h in ipairs(handles) do
-      if not h.outcome then h.task:wait() end
+      settle(h)
       out[i] = h.outcome
     end
   end)
@@ -511,6 +525,10 @@ end
 
 -- The agent's life, in its own task.
 local function agent_main(a, run, input)
+  if a.on_the_way then -- in the slot queue from here (or at work)
+    a.on_the_way, on_the_way = nil, on_the_way - 1
+    pump_gate()
+  end
   local node = a.node
   local refusal = limits.depth(node.depth, int_setting("max_recursion_depth", 10), "max_recursion_depth (system_config)")
   if not refusal and a.parent then
@@ -646,6 +664,7 @@ local function spawn_agent(spec, orchestrator, parent, base)
   share_with(a, orchestrator)
   commit()
   local h = setmetatable({ kind = "agent", id = a.id, agent = a }, Handle)
+  a.on_the_way, on_the_way = true, on_the_way + 1
   h.task = task.spawn(agent_body, h, a, run, spec.input)
   agent_of_task[h.task] = a
   a.handle = h
@@ -986,22 +1005,26 @@ local function inherit(parent, opts)
   return o
 end
 
-function run_orchestrator(node, opts, parent)
-  opts = inherit(parent, opts)
-  local name = opts.strategy or (parent and parent.strategy) or "decompose"
-  local strategy, version = M.load_strategy(name)
-  local why = limits.depth(node.depth, int_setting("max_recursion_depth", 10), "max_recursion_depth (system_config)")
-  if why then return refused(node, why) end
-  local max = math.tointeger(opts.max_concurrent_agents) or (parent and parent.max_agents) or
-              int_setting("max_concurrent_agents", 10)
-  if max < 1 then error("bad argument #2 to 'orchestrate' (max_concurrent_agents must be at least 1)", 3) end
-  -- a sub-orchestrator's calls count against its parent's budgets too; a
-  -- top-level budget starts from what the subtree has already spent
-  local budget = parent and (node_budget[node.id] or node_budget[parent.node.id]) or nil
-  if opts.budget then budget = new_budget(opts.budget, budget, not parent and spent_under(node.id) or nil) end
-  node_budget[node.id] = budget
+-- A sub-orchestrator's life in its task: the strategy, then what it no
+-- longer needs is let go.
+local function orch_body(h, o, strategy)
+  h.outcome = guarded(orch_main, o, strategy)
+  h.task = nil
+  if o.node.owner == o then o.node.owner = FINISHED end
+  o.parent, o.handle = nil, nil
+end
+
+local function orch_start(h, o, strategy)
+  on_the_way = on_the_way - 1
+  pump_gate()
+  orch_body(h, o, strategy)
+end
+
+-- The orchestrator itself, on node: its table, row (or its delay), the
+-- node in progress. h: the handle it gets (a new one if nil).
+local function new_orchestrator(node, opts, parent, name, version, max, budget, id, h)
   local o = setmetatable({
-    id = core.uuid(), type = parent and "sub" or "top_level", parent = parent, node = node,
+    id = id, type = parent and "sub" or "top_level", parent = parent, node = node,
     strategy = name, version = version, options = opts, max_agents = max, active = 0,
     pool = limits.pool(max, "the orchestrator's max_concurrent_agents"),
     global_context = opts.context or {}, status = "active", budget = budget,
@@ -1019,14 +1042,119 @@ function run_orchestrator(node, opts, parent)
   end
   if node.owner == o then set_node_status(node, "in_progress") end
   commit()
-  local h = setmetatable({ kind = "orchestrator", id = o.id, orchestrator = o }, Handle)
-  o.handle = h
-  h.task = task.spawn(function()
-    h.outcome = guarded(orch_main, o, strategy)
-    h.task = nil
-    if node.owner == o then node.owner = FINISHED end
-    o.parent, o.handle = nil, nil
-  end)
+  h = h or setmetatable({ kind = "orchestrator", id = o.id }, Handle)
+  h.orchestrator, o.handle = o, h
+  return o, h
+end
+
+-- The start gate. A sub-orchestrator does not start (no orchestrator,
+-- agent, coroutine of its strategy or row yet: only its task, waiting
+-- here) while max_concurrent_agents agents already wait for a slot: work
+-- enough for every slot that frees. They start in the order they were
+-- asked for, as slots are handed on. Without it a wide tree had every
+-- node's orchestrator and planner waiting at once (a B=4 D=6 tree at
+-- 200 ms: 4,096 leaves queued, 105 MB); with it what waits is a node
+-- and a task each, and memory follows the concurrency, not the tree.
+local gate_head, gate_tail = nil, nil -- entries {ev =, next =, admitted =, dead =}
+local gated = {} -- entry -> true while its task waits (cancel_local, stop)
+
+local function gate_open()
+  local g = global or global_pool()
+  return g:waiting() + on_the_way < global_limit
+end
+
+-- Lets in, from the front, what may start now (everything when stopping:
+-- they end at once).
+local function pump()
+  while gate_head and (stopping or gate_open()) do
+    local e = gate_head
+    gate_head = e.next
+    if not gate_head then gate_tail = nil end
+    e.next = nil
+    if not e.dead then
+      e.admitted, e.counted = true, true
+      on_the_way = on_the_way + 1
+      e.ev:set()
+    end
+  end
+end
+pump_gate = pump
+
+-- An entry leaves the gate without starting: its node ends with why
+-- (stop() has recorded it already when nyx stops), its handle with the
+-- failure. Done here, not in its task: a task cancelled before it ever
+-- ran never runs.
+local function drop_gated(e, why)
+  if e.dead then return end
+  e.dead = true
+  gated[e] = nil
+  if e.counted then e.counted = nil; on_the_way = on_the_way - 1 end
+  if not stopping then
+    fail_node(e.node, why, (type(why) == "table" and why.type == "cancelled") and "cancelled" or "failed")
+    commit()
+  end
+  e.handle.outcome = { ok = false, error = why }
+  e.handle.task = nil
+  pump()
+end
+
+local function gated_body(h, e, node, opts, parent, name, max, budget)
+  local ok, err = true, nil
+  if not e.admitted then ok, err = pcall(e.ev.wait, e.ev) end
+  if e.dead then return end -- dropped while it waited (cancelled)
+  local why = (not ok and err) or e.cancelled or parent.cancelled or
+              (stopping and core.error_object("cancelled", "nyx is stopping (" .. stopping .. "): no new work starts"))
+  local strategy, version
+  if not why then
+    -- the strategy as its file is now: a node that waited runs the version current when it starts
+    ok, strategy, version = pcall(M.load_strategy, name)
+    if not ok then why = strategy end
+  end
+  if why then return drop_gated(e, why) end
+  e.dead = true
+  gated[e] = nil
+  if e.counted then e.counted = nil; on_the_way = on_the_way - 1 end
+  pump()
+  local o = new_orchestrator(node, opts, parent, name, version, max, budget, e.id, h)
+  if parent.cancelled then o.cancelled = parent.cancelled end
+  orch_body(h, o, strategy)
+end
+
+function run_orchestrator(node, opts, parent)
+  opts = inherit(parent, opts)
+  local name = opts.strategy or (parent and parent.strategy) or "decompose"
+  local strategy, version = M.load_strategy(name)
+  local why = limits.depth(node.depth, int_setting("max_recursion_depth", 10), "max_recursion_depth (system_config)")
+  if why then return refused(node, why) end
+  local max = math.tointeger(opts.max_concurrent_agents) or (parent and parent.max_agents) or
+              int_setting("max_concurrent_agents", 10)
+  if max < 1 then error("bad argument #2 to 'orchestrate' (max_concurrent_agents must be at least 1)", 3) end
+  -- a sub-orchestrator's calls count against its parent's budgets too; a
+  -- top-level budget starts from what the subtree has already spent
+  local budget = parent and (node_budget[node.id] or node_budget[parent.node.id]) or nil
+  if opts.budget then budget = new_budget(opts.budget, budget, not parent and spent_under(node.id) or nil) end
+  node_budget[node.id] = budget
+  if parent and (gate_head or not gate_open()) then
+    local e = { ev = limits.event(), id = core.uuid(), node = node }
+    if gate_tail then gate_tail.next = e else gate_head = e end
+    gate_tail = e
+    local h = setmetatable({ kind = "orchestrator", id = e.id }, Handle)
+    e.handle = h
+    gated[e] = true
+    h.task = task.spawn(gated_body, h, e, node, opts, parent, name, max, budget)
+    if parent.cancelled then -- asked for by a cancelled strategy: cancelled too
+      e.cancelled = parent.cancelled
+      local t = h.task
+      drop_gated(e, parent.cancelled)
+      t:cancel(parent.cancelled)
+      return h
+    end
+    pump() -- open after all (a waiter cancelled, nyx stopping): it starts
+    return h
+  end
+  local o, h = new_orchestrator(node, opts, parent, name, version, max, budget, core.uuid())
+  on_the_way = on_the_way + 1
+  h.task = task.spawn(orch_start, h, o, strategy)
   if parent and parent.cancelled then -- started by a cancelled strategy: cancelled too
     o.cancelled = parent.cancelled
     h.task:cancel(parent.cancelled)
@@ -1109,7 +1237,18 @@ function M.cancel_local(target, info)
     n[kind] = n[kind] + 1
   end
   for _, o in pairs(orchestrators) do stop(o, "orchestrators") end
+  for e in pairs(gated) do -- not started: it ends at the gate, recorded here
+    if not e.cancelled and under(e.node, target, ids) then
+      e.cancelled = err
+      e.node.metadata.cancelled = info
+      local t = e.handle.task
+      drop_gated(e, err)
+      if t then t:cancel(err) end
+      n.orchestrators = n.orchestrators + 1
+    end
+  end
   for _, a in pairs(agents) do stop(a, "agents") end
+  pump_gate() -- agents that waited for a slot are gone: others may start
   return n
 end
 
@@ -1169,6 +1308,9 @@ function M.stop(why)
     if not TERMINAL[o.node.status] then seen[o.node] = true end
   end
   for o in pairs(unwritten) do write_row(o, ts) end -- written as they are now: paused
+  for e in pairs(gated) do -- not started: their nodes are cancelled too
+    if not TERMINAL[e.node.status] then seen[e.node] = true end
+  end
   commit()
   for node in pairs(seen) do
     node.status, node.completed_at = "cancelled", ts
@@ -1178,6 +1320,7 @@ function M.stop(why)
   end
   if #rows > 0 then db.log(rows) end
   db.flush()
+  pump_gate() -- what waits at the start gate ends now, as stopped
   return n
 end
 

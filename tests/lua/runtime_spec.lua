@@ -145,6 +145,66 @@ describe("the runtime", function()
     end
   end)
 
+  it("starts sub-orchestrators as slots free up, in order, and cancels those still waiting to start", function()
+    strategy("gated", [[
+      local M = { log = {}, live = 0, peak_live = 0, peak_waiting = 0 }
+      function M.run(node, ctx)
+        if node.depth == 0 then
+          local goals = {}
+          for i = 1, 60 do goals[i] = "leaf " .. i end
+          local kids = ctx:children(goals)
+          local hs = {}
+          for i, kid in ipairs(kids) do hs[i] = ctx:orchestrate(kid) end
+          M.cancelled = nyx.runtime.cancel_local(kids[60].id, { by = "the test" })
+          M.kids = kids
+          return ctx:wait_all(hs)
+        end
+        -- a started sub-orchestrator: one agent, a little work
+        M.live = M.live + 1
+        M.peak_live = math.max(M.peak_live, M.live)
+        local i = tonumber(node.goal:match("%d+"))
+        local ok, r = ctx:spawn{ type = "task", node = node, run = function()
+          M.log[#M.log + 1] = i
+          M.peak_waiting = math.max(M.peak_waiting, nyx.runtime.stats().waiting)
+          nyx.task.sleep(0.01)
+          return i
+        end }:wait()
+        M.live = M.live - 1
+        assert(ok, r)
+        return r
+      end
+      return M
+    ]])
+    nyx.config.set("max_concurrent_agents", 4)
+    local M = runtime.load_strategy("gated")
+    local ok, rs, o = nyx.orchestrate("sixty leaves, four slots", { strategy = "gated" })
+    assert.is_true(ok, tostring(rs))
+    -- without the gate all 60 would have started at once, 56 agents queued
+    assert.is_true(M.peak_live <= 12, "sub-orchestrators running at once: " .. M.peak_live)
+    assert.is_true(M.peak_waiting <= 8, "agents waiting for a slot at once: " .. M.peak_waiting)
+    -- they start in the order they were asked for (a burst may swap neighbours)
+    local pos = {}
+    for k, i in ipairs(M.log) do pos[i] = k end
+    for i = 1, 59 do
+      for j = i + 3, 59 do assert.is_true(pos[i] < pos[j], ("leaf %d started after leaf %d"):format(i, j)) end
+    end
+    -- the one cancelled while it waited never started: no orchestrator, no agent
+    assert.are.same({ agents = 0, orchestrators = 1 }, M.cancelled)
+    assert.is_nil(pos[60])
+    for i = 1, 59 do assert.is_true(rs[i].ok and rs[i].result == i, tostring(rs[i].error)) end
+    assert.is_false(rs[60].ok)
+    assert.are.equal("cancelled", rs[60].error.type)
+    nyx.db.flush()
+    local last = M.kids[60].id
+    assert.are.equal("cancelled", one("SELECT status FROM thought_trees WHERE id = $1", last).status)
+    assert.are.equal(0, one("SELECT count(*) AS n FROM orchestrators WHERE thought_tree_id = $1", last).n)
+    assert.are.equal(0, one("SELECT count(*) AS n FROM agents WHERE thought_tree_id = $1", last).n)
+    local done = one([[SELECT count(*) FILTER (WHERE t.status = 'completed') AS nodes, count(DISTINCT o.id) AS orchs
+                       FROM thought_trees t LEFT JOIN orchestrators o ON o.thought_tree_id = t.id
+                       WHERE t.parent_id = $1]], o.node.id)
+    assert.are.same({ nodes = 59, orchs = 59 }, done)
+  end)
+
   it("writes a sub-orchestrator's row once it has run for orchestrator_row_delay, or when it ends", function()
     strategy("subs", [[
       local M = {}
@@ -203,6 +263,7 @@ describe("the runtime", function()
     nyx.task.sleep(0.005)
     local st = pool:stats()
     assert.are.same({ limit = 2, active = 2, peak = 2, waiting = 8 }, { limit = st.limit, active = st.active, peak = st.peak, waiting = st.waiting })
+    assert.are.equal(8, pool:waiting())
     local cpu0 = nyx.core.cpu()
     nyx.task.wait_all(hs)
     assert.is_true(nyx.core.cpu() - cpu0 < 0.5, "waiting for a slot should not burn CPU")
