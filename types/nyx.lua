@@ -885,7 +885,7 @@ function nyx.runtime.stopping() end
 function nyx.runtime.trap_signals() end
 
 ---Agents and orchestrators started, refusals, and the process pool's figures.
----@return {agents: integer, orchestrators: integer, refused: integer, limit: integer, active: integer, peak: integer, waiting: integer}
+---@return {agents: integer, orchestrators: integer, refused: integer, limit: integer, active: integer, peak: integer, waiting: integer, starting: integer, gated: integer}
 function nyx.runtime.stats() end
 
 ---Resets the process pool's peak.

@@ -86,6 +86,15 @@ local pump_gate -- the start gate's pump (run_orchestrator): a slot handed on ma
 -- the agents waiting for a slot.
 local on_the_way = 0
 
+-- What is counted on its way to the slot queue stops counting (it runs,
+-- or was cancelled before it ever ran).
+local function arrived(x)
+  if x.on_the_way then
+    x.on_the_way, on_the_way = nil, on_the_way - 1
+    pump_gate()
+  end
+end
+
 local function global_pool()
   local limit = int_setting("max_concurrent_agents", 10)
   if limit < 1 then limit = 1 end
@@ -525,10 +534,7 @@ end
 
 -- The agent's life, in its own task.
 local function agent_main(a, run, input)
-  if a.on_the_way then -- in the slot queue from here (or at work)
-    a.on_the_way, on_the_way = nil, on_the_way - 1
-    pump_gate()
-  end
+  arrived(a) -- in the slot queue from here (or at work)
   local node = a.node
   local refusal = limits.depth(node.depth, int_setting("max_recursion_depth", 10), "max_recursion_depth (system_config)")
   if not refusal and a.parent then
@@ -599,12 +605,27 @@ end
 -- a wide tree these add up.
 local FINISHED = setmetatable({}, { __name = "finished" }) -- a node's owner once done
 
-local function agent_body(h, a, run, input)
-  h.outcome = guarded(agent_main, a, run, input)
-  agent_of_task[h.task] = nil
+local function agent_done(h, a, outcome)
+  h.outcome = outcome
+  if h.task then agent_of_task[h.task] = nil end
   h.task = nil
   if a.node.owner == a then a.node.owner = FINISHED end
   a.orchestrator, a.parent, a.inbox, a.arrived = nil, nil, nil, nil
+end
+
+local function agent_body(h, a, run, input)
+  agent_done(h, a, guarded(agent_main, a, run, input))
+end
+
+-- An agent whose task was cancelled before it ever ran (that task never
+-- runs): its end, recorded as agent_main would have.
+local function agent_unrun(h, a, err)
+  agents[a.id] = nil
+  a.status, a.completed_at, a.state.error = "terminated", now(), message_of(err)
+  write_agent(a)
+  if a.node.owner == a then fail_node(a.node, err, "cancelled") end
+  commit()
+  agent_done(h, a, { ok = false, error = err })
 end
 
 -- What orchestrators share with the agents they start (ctx:share): each
@@ -952,9 +973,16 @@ function Ctx:__tostring()
   return ("orchestrator %s (%s, %s) on %s"):format(self.id, self.type, self.strategy, self.node.id)
 end
 
+local orch_end
+
 local function orch_main(o, strategy)
+  local ok, res = xpcall(strategy.run, traceback, o.node, o)
+  return orch_end(o, ok, res)
+end
+
+-- The end of an orchestrator, with its strategy's outcome, recorded.
+function orch_end(o, ok, res)
   local node = o.node
-  local ok, res = xpcall(strategy.run, traceback, node, o)
   o.completed_at = now()
   orchestrators[o.id] = nil
   if ok then
@@ -1007,16 +1035,25 @@ end
 
 -- A sub-orchestrator's life in its task: the strategy, then what it no
 -- longer needs is let go.
-local function orch_body(h, o, strategy)
-  h.outcome = guarded(orch_main, o, strategy)
+local function orch_done(h, o, outcome)
+  h.outcome = outcome
   h.task = nil
   if o.node.owner == o then o.node.owner = FINISHED end
   o.parent, o.handle = nil, nil
 end
 
+local function orch_body(h, o, strategy)
+  orch_done(h, o, guarded(orch_main, o, strategy))
+end
+
+-- An orchestrator whose task was cancelled before it ever ran (that task
+-- never runs): its end, recorded as orch_main would have.
+local function orch_unrun(h, o, err)
+  orch_done(h, o, guarded(orch_end, o, false, err))
+end
+
 local function orch_start(h, o, strategy)
-  on_the_way = on_the_way - 1
-  pump_gate()
+  arrived(o)
   orch_body(h, o, strategy)
 end
 
@@ -1057,6 +1094,11 @@ end
 -- and a task each, and memory follows the concurrency, not the tree.
 local gate_head, gate_tail = nil, nil -- entries {ev =, next =, admitted =, dead =}
 local gated = {} -- entry -> true while its task waits (cancel_local, stop)
+local function n_gated()
+  local n = 0
+  for _ in pairs(gated) do n = n + 1 end
+  return n
+end
 
 local function gate_open()
   local g = global or global_pool()
@@ -1072,7 +1114,7 @@ local function pump()
     if not gate_head then gate_tail = nil end
     e.next = nil
     if not e.dead then
-      e.admitted, e.counted = true, true
+      e.admitted, e.on_the_way = true, true
       on_the_way = on_the_way + 1
       e.ev:set()
     end
@@ -1088,7 +1130,7 @@ local function drop_gated(e, why)
   if e.dead then return end
   e.dead = true
   gated[e] = nil
-  if e.counted then e.counted = nil; on_the_way = on_the_way - 1 end
+  arrived(e)
   if not stopping then
     fail_node(e.node, why, (type(why) == "table" and why.type == "cancelled") and "cancelled" or "failed")
     commit()
@@ -1113,7 +1155,7 @@ local function gated_body(h, e, node, opts, parent, name, max, budget)
   if why then return drop_gated(e, why) end
   e.dead = true
   gated[e] = nil
-  if e.counted then e.counted = nil; on_the_way = on_the_way - 1 end
+  arrived(e)
   pump()
   local o = new_orchestrator(node, opts, parent, name, version, max, budget, e.id, h)
   if parent.cancelled then o.cancelled = parent.cancelled end
@@ -1153,11 +1195,13 @@ function run_orchestrator(node, opts, parent)
     return h
   end
   local o, h = new_orchestrator(node, opts, parent, name, version, max, budget, core.uuid())
-  on_the_way = on_the_way + 1
+  o.on_the_way, on_the_way = true, on_the_way + 1
   h.task = task.spawn(orch_start, h, o, strategy)
   if parent and parent.cancelled then -- started by a cancelled strategy: cancelled too
     o.cancelled = parent.cancelled
+    arrived(o)
     h.task:cancel(parent.cancelled)
+    orch_unrun(h, o, parent.cancelled)
   end
   return h
 end
@@ -1232,8 +1276,13 @@ function M.cancel_local(target, info)
     if x.cancelled or not under(x.node, target, ids) then return end
     x.cancelled = err
     if not TERMINAL[x.node.status] then x.node.metadata.cancelled = info end
+    local unrun = x.on_the_way -- its task has not run yet: cancelled, it never will
+    arrived(x)
     local h = x.handle
     if h and h.task then h.task:cancel(err) end
+    if unrun and h then
+      if kind == "agents" then agent_unrun(h, x, err) else orch_unrun(h, x, err) end
+    end
     n[kind] = n[kind] + 1
   end
   for _, o in pairs(orchestrators) do stop(o, "orchestrators") end
@@ -1355,7 +1404,8 @@ end
 function M.stats()
   local p = global_pool():stats()
   return { agents = counters.agents, orchestrators = counters.orchestrators, refused = counters.refused,
-           active = p.active, peak = p.peak, waiting = p.waiting, limit = p.limit }
+           active = p.active, peak = p.peak, waiting = p.waiting, limit = p.limit, starting = on_the_way,
+           gated = n_gated() }
 end
 
 --- reset_peak(): the process-wide peak starts again from now.

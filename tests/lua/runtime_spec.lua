@@ -203,6 +203,53 @@ describe("the runtime", function()
                        FROM thought_trees t LEFT JOIN orchestrators o ON o.thought_tree_id = t.id
                        WHERE t.parent_id = $1]], o.node.id)
     assert.are.same({ nodes = 59, orchs = 59 }, done)
+    -- nothing is left counted at the gate: a later tree starts as freely
+    local st = runtime.stats()
+    assert.are.same({ starting = 0, gated = 0, waiting = 0 }, { starting = st.starting, gated = st.gated, waiting = st.waiting })
+  end)
+
+  it("keeps the start gate's count true when what it counts is cancelled before it ever ran", function()
+    strategy("cancel_early", [[
+      local M = {}
+      function M.run(node, ctx)
+        if node.depth == 0 then
+          local kids = ctx:children({ "a", "b", "c", "d", "e", "f", "g", "h" })
+          local hs = {}
+          for i, kid in ipairs(kids) do hs[i] = ctx:orchestrate(kid) end
+          -- cancelled in the same turn: some of these tasks never run
+          for i = 1, 6 do nyx.runtime.cancel_local(kids[i].id, { by = "the test" }) end
+          local out = {}
+          for i, r in ipairs(ctx:wait_all(hs)) do out[i] = r.ok end
+          return out
+        end
+        local hs = {}
+        for i = 1, 3 do hs[i] = ctx:spawn{ type = "task", goal = node.goal .. i, run = function() nyx.task.sleep(0.01); return i end } end
+        -- the agents spawned here are cancelled before they run
+        nyx.runtime.cancel_local(node.id, { by = "the test" })
+        local ok = 0
+        for _, r in ipairs(ctx:wait_all(hs)) do if r.ok then ok = ok + 1 end end
+        return ok
+      end
+      return M
+    ]])
+    nyx.config.set("max_concurrent_agents", 2)
+    for _ = 1, 3 do
+      local ok, rs, o = nyx.orchestrate("cancelled early", { strategy = "cancel_early" })
+      assert.is_true(ok, tostring(rs))
+      assert.are.equal(8, #rs)
+      local st = runtime.stats()
+      assert.are.same({ starting = 0, gated = 0, waiting = 0, active = 0 },
+        { starting = st.starting, gated = st.gated, waiting = st.waiting, active = st.active })
+      -- and every one of them is recorded as ended, whether it ran or not
+      nyx.db.flush()
+      local left = one([[SELECT
+          (SELECT count(*) FROM thought_trees WHERE root_id = $1 AND status IN ('pending', 'in_progress')) AS nodes,
+          (SELECT count(*) FROM agents a JOIN thought_trees t ON t.id = a.thought_tree_id
+            WHERE t.root_id = $1 AND a.status IN ('spawned', 'active')) AS agents,
+          (SELECT count(*) FROM orchestrators r JOIN thought_trees t ON t.id = r.thought_tree_id
+            WHERE t.root_id = $1 AND r.status = 'active') AS orchestrators]], o.node.id)
+      assert.are.same({ nodes = 0, agents = 0, orchestrators = 0 }, left)
+    end
   end)
 
   it("writes a sub-orchestrator's row once it has run for orchestrator_row_delay, or when it ends", function()
