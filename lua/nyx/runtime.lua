@@ -1155,8 +1155,7 @@ local function gated_body(h, e, node, opts, parent, name, max, budget)
   if why then return drop_gated(e, why) end
   e.dead = true
   gated[e] = nil
-  arrived(e)
-  pump()
+  arrived(e) -- and the next may be let in
   local o = new_orchestrator(node, opts, parent, name, version, max, budget, e.id, h)
   if parent.cancelled then o.cancelled = parent.cancelled end
   orch_body(h, o, strategy)
