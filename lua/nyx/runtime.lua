@@ -98,14 +98,14 @@ end
 local function global_pool()
   local limit = int_setting("max_concurrent_agents", 10)
   if limit < 1 then limit = 1 end
+  local changed = global and limit ~= global_limit
   if not global then
     global = limits.pool(limit, "max_concurrent_agents")
-  elseif limit ~= global_limit then
+  elseif changed then
     global:set_limit(limit)
-    global_limit = limit
-    if pump_gate then pump_gate() end -- a higher limit: more may start
   end
   global_limit = limit
+  if changed then pump_gate() end -- a higher limit: more may start
   return global
 end
 
@@ -484,8 +484,6 @@ local function finished(h)
   return false, o.error
 end
 
---- handle:wait(): true, result or false, error once the agent (or
--- sub-orchestrator) is done. An agent waiting here gives its slots back.
 -- Waits for h's task. One cancelled before it ever ran ended without
 -- running its code: its error is the outcome.
 local function settle(h)
@@ -494,6 +492,8 @@ local function settle(h)
   if not h.outcome then h.outcome = { ok = false, error = ok and "ended without an outcome" or err } end
 end
 
+--- handle:wait(): true, result or false, error once the agent (or
+-- sub-orchestrator) is done. An agent waiting here gives its slots back.
 function Handle:wait()
   if not self.outcome then waiting(settle, self) end
   return finished(self)
