@@ -1126,11 +1126,15 @@ pump_gate = pump
 -- (stop() has recorded it already when nyx stops), its handle with the
 -- failure. Done here, not in its task: a task cancelled before it ever
 -- ran never runs.
-local function drop_gated(e, why)
-  if e.dead then return end
+local function leave_gate(e)
   e.dead = true
   gated[e] = nil
-  arrived(e)
+  arrived(e) -- and the next may be let in
+end
+
+local function drop_gated(e, why)
+  if e.dead then return end
+  leave_gate(e)
   if not stopping then
     fail_node(e.node, why, (type(why) == "table" and why.type == "cancelled") and "cancelled" or "failed")
     commit()
@@ -1153,9 +1157,7 @@ local function gated_body(h, e, node, opts, parent, name, max, budget)
     if not ok then why = strategy end
   end
   if why then return drop_gated(e, why) end
-  e.dead = true
-  gated[e] = nil
-  arrived(e) -- and the next may be let in
+  leave_gate(e)
   local o = new_orchestrator(node, opts, parent, name, version, max, budget, e.id, h)
   if parent.cancelled then o.cancelled = parent.cancelled end
   orch_body(h, o, strategy)
