@@ -569,8 +569,11 @@ static int conn_tostring(lua_State *L)
  * on each other stays on one lane (take()). */
 
 #define ENTRY_MT         "nyx.db.logentry"
-#define MAX_BATCH_PARAMS 60000 /* PostgreSQL takes 65535 */
-#define SPLIT_PARAMS     2000  /* waiting values that two lanes share */
+#define MAX_BATCH_PARAMS 60000 /* values per batch, unless one entry has more  \
+                                */
+#define MAX_ENTRY_PARAMS                                                       \
+    5000000               /* one caller's rows: a statement of ~1 GB at most */
+#define SPLIT_PARAMS 2000 /* waiting values that two lanes share */
 
 typedef struct log_entry {
     nyx_waiter w;
@@ -1123,8 +1126,12 @@ static void take(log_writer *w, int free0, int free1)
                 k = 0;
             else if (open[1] && !d[0])
                 k = 1;
-            if (k >= 0 && params[k] + e->nparams > MAX_BATCH_PARAMS)
-                break; /* full: the rest waits, in order */
+            /* full: the rest waits, in order (an entry bigger than a
+             * batch goes alone: a statement's parameters are its columns,
+             * not its values, so only its size bounds it) */
+            if (k >= 0 && params[k] > 0 &&
+                params[k] + e->nparams > MAX_BATCH_PARAMS)
+                break;
         }
         w->head = e->next;
         e->next = NULL;
@@ -1359,8 +1366,9 @@ static int db_log(lua_State *L)
         lua_pop(L, 1);
     }
     lua_pop(L, 1);
-    luaL_argcheck(L, nparams > 0 && nparams <= MAX_BATCH_PARAMS, 1,
-                  "rows must hold between 1 and 60000 values");
+    luaL_argcheck(L, nparams > 0 && nparams <= MAX_ENTRY_PARAMS, 1,
+                  "rows must hold between 1 and 5000000 values: log more "
+                  "in separate calls");
     log_entry *e = enqueue_entry(L, w, nparams);
     collect_ids(L, e);
     if (!wait) {

@@ -273,6 +273,26 @@ describe("nyx.db.log", function()
     end
   end)
 
+  it("takes one caller's rows beyond a batch's 60,000 values, alone and atomically, between other callers", function()
+    local big = {}
+    for i = 1, 20000 do big[i] = row(root.id, "big") end -- 80,000 values
+    local hs = {}
+    hs[1] = nyx.task.spawn(function() return nyx.db.log{ row(root.id, "around") } end)
+    hs[2] = nyx.task.spawn(function() return nyx.db.log(big) end)
+    hs[3] = nyx.task.spawn(function() return nyx.db.log{ row(root.id, "around") } end)
+    local bad = {}
+    for i = 1, 20000 do bad[i] = row(root.id, "big-bad") end
+    bad[20001] = row(nyx.uuid(), "big-bad") -- one bad row: none of the caller's rows go in
+    hs[4] = nyx.task.spawn(function() return nyx.db.log(bad) end)
+    local rs = nyx.task.wait_all(hs)
+    for i = 1, 3 do assert.is_true(rs[i].ok, tostring(rs[i].error)) end
+    assert.is_false(rs[4].ok)
+    assert.matches("violates foreign key constraint", rs[4].error.message)
+    assert.are.equal(20000, count("big"))
+    assert.are.equal(2, count("around"))
+    assert.are.equal(0, count("big-bad"))
+  end)
+
   it("works outside a task too, and refuses empty rows", function()
     local ok = nyx.task.spawn(function() return true end) -- keep the scheduler honest
     assert.is_true(nyx.db.log{ row(root.id, "direct") })
