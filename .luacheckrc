@@ -66,8 +66,8 @@ stds.nyx = {
         orchestrator_row_delay = { read_only = false },
         on = { other_fields = true, read_only = false }, -- hooks views set: node, agent, call
         Agent = { fields = {
-          "broadcast", "chat", "complete", "receive", "send", "set_state", "shared", "spawn",
-          "tool",
+          "broadcast", "chat", "complete", "leave_open", "receive", "send", "set_node_result",
+          "set_state", "shared", "spawn", "tool",
         } },
         Handle = { fields = {
           "done", "wait",

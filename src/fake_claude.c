@@ -77,6 +77,7 @@ typedef struct analysis {
     double force_quality; /* quality=Q; -1: not forced */
     int force_choice;     /* choice=K; 0: not forced */
     int plan_malformed;   /* plan=malformed */
+    int plan_atomic;      /* plan=atomic */
 } analysis;
 
 typedef struct reply {
@@ -270,8 +271,10 @@ static void parse_marker(analysis *a, const char *text)
             a->force_quality = atof(v) < 0 ? 0 : atof(v) > 1 ? 1 : atof(v);
         else if (!strcmp(kv, "choice"))
             a->force_choice = atoi(v);
-        else if (!strcmp(kv, "plan"))
+        else if (!strcmp(kv, "plan")) {
             a->plan_malformed = !strcmp(v, "malformed");
+            a->plan_atomic = !strcmp(v, "atomic");
+        }
     }
 }
 
@@ -749,6 +752,8 @@ static void answer_text(const nyx_fake_opts *o, const analysis *a,
         nyx_buf_addf(text, "I would split this into a few parts: first, "
                            "find out what the goal needs; then, work "
                            "through each piece; finally, check the whole.");
+    else if (a->decompose && a->plan_atomic)
+        nyx_buf_addf(text, "{\"atomic\": true, \"subtasks\": []}");
     else if (k >= 0)
         fractal_plan(o, a, k, &r, text);
     else if (a->decompose)

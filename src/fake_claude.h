@@ -33,6 +33,7 @@
  *   plan=malformed    a decomposition prompt is answered in prose, not
  *                     JSON; with times=N, for the first N plans answered
  *                     with this id (other requests do not count)
+ *   plan=atomic       a decomposition prompt is answered {"atomic": true}
  * (A request answered with an error, malformed or cut off, counts for
  * status/malformed/drop/... but not as a verdict or a plan.)
  *

@@ -1044,6 +1044,16 @@ function Agent:spawn(spec) end
 ---@param fields table
 function Agent:set_state(fields) end
 
+---When the agent returns, its node (if it owns it: it was the first to work
+---on it) stays in progress for the next agent or orchestrator started on it,
+---instead of being finished with the result. No effect on failure.
+function Agent:leave_open() end
+
+---What the agent's node gets as its result when the agent (its owner)
+---finishes it, instead of what run returns.
+---@param v any
+function Agent:set_node_result(v) end
+
 ---A message to an agent (an agent_communications row); returns its id.
 ---@param to nyx.runtime.Agent|nyx.runtime.Handle|string
 ---@param message_type nyx.runtime.MessageType

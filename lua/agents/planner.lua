@@ -6,7 +6,10 @@
 -- shared with the agent (ctx:share) go into the prompt too. Returns
 -- {subtasks = {{goal =}, ...}}, {answer = text} or {atomic = true}. A
 -- reply that is none of these gets one repair request; a second bad reply
--- is an error (type "malformed_plan") carrying the model's text.
+-- is an error (type "malformed_plan") carrying the model's text. When the
+-- planner owns its node (nothing else works on it: S.subtasks planned it
+-- ahead), an answer is the node's result; a split or "atomic" leaves the
+-- node open for what works the plan (agent:leave_open).
 local S = require "nyx.strategy"
 
 return function(agent, input)
@@ -29,5 +32,9 @@ return function(agent, input)
   req.max_tokens = input.max_tokens or 1024
   local plan, repairs = S.json_reply(agent, req, S.check_plan, "malformed_plan")
   if repairs > 0 then agent:set_state{ repairs = repairs } end
+  -- a planner that owns its node (planned ahead by the parent's strategy,
+  -- S.subtasks) finishes it with the answer, or leaves it open for the
+  -- agent or sub-orchestrator that works the plan
+  if plan.answer then agent:set_node_result(plan.answer) else agent:leave_open() end
   return plan
 end

@@ -571,9 +571,19 @@ local function agent_main(a, run, input)
     a.state.result = storable(result)
     write_agent(a)
     if node.owner == a then
-      node.metadata.result = storable(result)
-      set_node_status(node, "completed")
-      judge_children(node, result)
+      local o = a.orchestrator
+      if a.open and o then -- left open (agent:leave_open): taken up next, or failed with o
+        node.owner, node.opened_by = nil, o
+        local open = o.left_open
+        if not open then open = {}; o.left_open = open end
+        open[node] = true
+      else
+        local r = a.node_result
+        if r == nil then r = result end
+        node.metadata.result = storable(r)
+        set_node_status(node, "completed")
+        judge_children(node, r)
+      end
     end
     commit()
     return { ok = true, result = result }
@@ -650,6 +660,18 @@ local function share_with(a, o)
   end
 end
 
+-- An agent or orchestrator becomes the owner of a node nobody works (the
+-- first on it, or the next after an agent left it open).
+local function take_node(node, x, kind)
+  if node.owner then return end
+  node.owner, node.kind = x, kind
+  local by = node.opened_by
+  if by then
+    node.opened_by = nil
+    if by.left_open then by.left_open[node] = nil end
+  end
+end
+
 local function spawn_agent(spec, orchestrator, parent, base)
   if type(spec) ~= "table" then error("bad argument #1 to 'spawn' (expected a table {type =, class =, node =, ...})", 3) end
   local atype = spec.type or "task"
@@ -676,7 +698,8 @@ local function spawn_agent(spec, orchestrator, parent, base)
     context = spec.context or {}, state = {}, status = "spawned", version = version,
   }, Agent)
   if version then a.state.class_version = version end
-  if not node.owner then node.owner = a; node.kind = "agent:" .. class end
+  take_node(node, a, "agent:" .. class)
+  if node.cancelled then a.cancelled = node.cancelled end -- cancelled while left open
   agents[a.id] = a
   counters.agents = counters.agents + 1
   queue{ table = "agents", columns = AGENT_COLUMNS, values = {
@@ -722,6 +745,18 @@ function Agent:complete(req)
   used_templates(req)
   return llm.complete(req)
 end
+
+--- agent:leave_open(): when the agent returns, its node (if the agent
+-- owns it: it was the first to work on it) is not finished with the
+-- result but stays in progress, for the next agent or orchestrator started
+-- on it to own and finish: a planner that split its node leaves it to the
+-- sub-orchestrator that runs the split. One left open that nothing takes
+-- up fails when the agent's orchestrator ends. No effect on failure.
+function Agent:leave_open() self.open = true end
+
+--- agent:set_node_result(v): what the agent's node gets as its result
+-- when the agent (its owner) finishes it, instead of what run returns.
+function Agent:set_node_result(v) self.node_result = v end
 
 --- agent:set_state(fields): merges fields into the agent's state (JSONB).
 function Agent:set_state(fields)
@@ -985,6 +1020,18 @@ function orch_end(o, ok, res)
   local node = o.node
   o.completed_at = now()
   orchestrators[o.id] = nil
+  local open = o.left_open
+  if open then -- left open by its agents, never taken up: they end with it
+    o.left_open = nil
+    local halted = stopping or o.cancelled or (not ok and type(res) == "table" and res.type == "cancelled")
+    for n in pairs(open) do
+      if n.owner == nil and not TERMINAL[n.status] then
+        n.opened_by = nil
+        fail_node(n, halted and (o.cancelled or res) or "left open by its agent (agent:leave_open) and not taken up before its orchestrator ended",
+                  halted and "cancelled" or "failed")
+      end
+    end
+  end
   if ok then
     o.status = "completed"
     if node.owner == o then
@@ -1020,9 +1067,9 @@ local function refused(node, why)
   return h
 end
 
--- A sub-orchestrator's options: its parent's (but for its own budget and
--- context), then what it was given.
-local NOT_INHERITED = { budget = true, context = true }
+-- A sub-orchestrator's options: its parent's (but for its own budget,
+-- context and plan), then what it was given.
+local NOT_INHERITED = { budget = true, context = true, plan = true }
 local function inherit(parent, opts)
   if not parent then return opts end
   local o = {}
@@ -1069,7 +1116,7 @@ local function new_orchestrator(node, opts, parent, name, version, max, budget, 
   }, Ctx)
   orchestrators[o.id] = o
   counters.orchestrators = counters.orchestrators + 1
-  if not node.owner then node.owner = o; node.kind = name end
+  take_node(node, o, name)
   node.metadata.strategy = { name = name, version = version }
   if parent then
     unwritten[o], n_unwritten = true, n_unwritten + 1
@@ -1077,7 +1124,8 @@ local function new_orchestrator(node, opts, parent, name, version, max, budget, 
   else
     write_row(o)
   end
-  if node.owner == o then set_node_status(node, "in_progress") end
+  -- (a node an agent left open for it is in progress already)
+  if node.owner == o and node.status ~= "in_progress" then set_node_status(node, "in_progress") end
   commit()
   h = h or setmetatable({ kind = "orchestrator", id = o.id }, Handle)
   h.orchestrator, o.handle = o, h
@@ -1169,6 +1217,9 @@ function run_orchestrator(node, opts, parent)
   local strategy, version = M.load_strategy(name)
   local why = limits.depth(node.depth, int_setting("max_recursion_depth", 10), "max_recursion_depth (system_config)")
   if why then return refused(node, why) end
+  if node.cancelled then -- cancelled while an agent had left it open
+    return setmetatable({ kind = "orchestrator", id = "cancelled", outcome = { ok = false, error = node.cancelled } }, Handle)
+  end
   local max = math.tointeger(opts.max_concurrent_agents) or (parent and parent.max_agents) or
               int_setting("max_concurrent_agents", 10)
   if max < 1 then error("bad argument #2 to 'orchestrate' (max_concurrent_agents must be at least 1)", 3) end
@@ -1298,6 +1349,17 @@ function M.cancel_local(target, info)
     end
   end
   for _, a in pairs(agents) do stop(a, "agents") end
+  for _, o in pairs(orchestrators) do -- nodes its agents left open: cancelled before anything takes them up
+    for node in pairs(o.left_open or {}) do
+      if not TERMINAL[node.status] and under(node, target, ids) then
+        o.left_open[node], node.opened_by = nil, nil
+        node.cancelled = err
+        node.metadata.cancelled = info
+        fail_node(node, err, "cancelled")
+      end
+    end
+  end
+  commit()
   pump_gate() -- agents that waited for a slot are gone: others may start
   return n
 end
@@ -1356,6 +1418,9 @@ function M.stop(why)
     o.status = "paused"
     n.orchestrators = n.orchestrators + 1
     if not TERMINAL[o.node.status] then seen[o.node] = true end
+    for node in pairs(o.left_open or {}) do -- left open by its agents, not taken up yet
+      if not TERMINAL[node.status] then seen[node] = true end
+    end
   end
   for o in pairs(unwritten) do write_row(o, ts) end -- written as they are now: paused
   for e in pairs(gated) do -- not started: their nodes are cancelled too

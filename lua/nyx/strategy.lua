@@ -233,21 +233,47 @@ function M.validate(ctx, node, result)
   return v
 end
 
---- subtasks(ctx, node, plan [, opts]): runs plan.subtasks as child nodes,
--- each with a sub-orchestrator (opts.strategy: this one's by default); a
--- child refused for depth is answered directly by an answer agent on node.
--- Returns the gathered results text, the kids, the results and the number
--- that failed; raises when all failed.
-function M.subtasks(ctx, node, plan, opts)
+--- subtasks(ctx, node, plan [, opts [, how]]): runs plan.subtasks as child
+-- nodes, each with a sub-orchestrator (opts.strategy: this one's by
+-- default); a child refused for depth is answered directly by an answer
+-- agent on node. how.ahead = true: each child is first planned here, by a
+-- planner agent on it; a child it answers is done (no sub-orchestrator), an
+-- atomic one gets an answer agent, and only a child that is split gets a
+-- sub-orchestrator, given the plan (opts.plan), so its strategy must take
+-- one (decompose does). Returns the gathered results text, the kids, the
+-- results and the number that failed; raises when all failed.
+function M.subtasks(ctx, node, plan, opts, how)
   local kids = ctx:children(plan.subtasks)
   local handles = {}
-  for i, kid in ipairs(kids) do handles[i] = ctx:orchestrate(kid, opts) end
+  if how and how.ahead then
+    local Handle = require("nyx.runtime").Handle
+    local planners = {}
+    for i, kid in ipairs(kids) do planners[i] = ctx:spawn{ type = "task", class = "planner", node = kid } end
+    -- in order: they were asked for in order and take slots in order
+    for i, p in ipairs(planners) do
+      local ok, kp = p:wait()
+      if not ok or kp.answer then -- the planner's outcome is the child's
+        handles[i] = p
+        if ok then handles[i] = setmetatable({ kind = p.kind, id = p.id, outcome = { ok = true, result = kp.answer } }, Handle) end
+      elseif kp.atomic then
+        handles[i] = ctx:spawn{ type = "task", class = "answer", node = kids[i] }
+      else
+        local o = { plan = kp }
+        for k, v in pairs(opts or {}) do o[k] = v end
+        handles[i] = ctx:orchestrate(kids[i], o)
+      end
+    end
+  else
+    for i, kid in ipairs(kids) do handles[i] = ctx:orchestrate(kid, opts) end
+  end
   local results, failed = {}, 0
   for i, r in ipairs(ctx:wait_all(handles)) do
     local e = r.error
     if not r.ok and type(e) == "table" and e.type == "recursion_limit" then
+      r = { ok = false }
       r.ok, r.result = ctx:spawn{ type = "task", class = "answer", node = node,
                                   input = { goal = kids[i].goal } }:wait()
+      if not r.ok then r.error = r.result end
     end
     if r.ok then
       results[i] = tostring(r.result)

@@ -43,13 +43,19 @@ describe("the runtime", function()
     for _, n in ipairs(nodes) do
       assert.are.equal("completed", n.status)
       assert.is_not_nil(n.completed_at)
-      assert.are.equal("decompose", n.metadata.strategy.name)
-      assert.matches("^%x+$", n.metadata.strategy.version)
       assert.is_not_nil(n.metadata.result)
+      if n.depth < 2 then -- split: a sub-orchestrator ran decompose on it
+        assert.are.equal("decompose", n.metadata.strategy.name)
+        assert.matches("^%x+$", n.metadata.strategy.version)
+      else -- answered by the planner its parent ran on it: no orchestrator
+        assert.is_nil(n.metadata.strategy)
+        assert.are.equal("string", type(n.metadata.result))
+        assert.matches("leaf at depth 2", n.metadata.result)
+      end
     end
     local orch = q([[SELECT o.* FROM orchestrators o JOIN thought_trees t ON t.id = o.thought_tree_id
                      WHERE t.root_id = $1 ORDER BY t.depth]], root.id)
-    assert.are.equal(13, #orch)
+    assert.are.equal(4, #orch) -- the root and the 3 nodes that were split
     assert.are.equal("top_level", orch[1].orchestrator_type)
     assert.is_nil(orch[1].parent_orchestrator_id)
     for i = 2, #orch do
@@ -68,7 +74,9 @@ describe("the runtime", function()
     assert.are.equal(0, bad)
     local agents = q([[SELECT a.* FROM agents a JOIN thought_trees t ON t.id = a.thought_tree_id
                        WHERE t.root_id = $1]], root.id)
-    assert.are.equal(13, #agents)
+    assert.are.equal(13, #agents) -- one planner on each node
+    assert.are.equal(13, one([[SELECT count(DISTINCT a.thought_tree_id) AS n FROM agents a
+                               JOIN thought_trees t ON t.id = a.thought_tree_id WHERE t.root_id = $1]], root.id).n)
     for _, a in ipairs(agents) do
       assert.are.equal("completed", a.status)
       assert.are.equal("planner", a.agent_class)
@@ -250,6 +258,110 @@ describe("the runtime", function()
             WHERE t.root_id = $1 AND r.status = 'active') AS orchestrators]], o.node.id)
       assert.are.same({ nodes = 0, agents = 0, orchestrators = 0 }, left)
     end
+  end)
+
+  it("hands a node an agent left open to the next agent or orchestrator on it; one never taken up fails with its orchestrator", function()
+    strategy("opener", [[
+      local M = {}
+      function M.run(node, ctx)
+        local kids = ctx:children{ "taken up by an agent", "taken up by an orchestrator", "left alone", "answered" }
+        local hs = {}
+        for i = 1, 3 do
+          hs[i] = ctx:spawn{ type = "task", node = kids[i], run = function(agent)
+            agent:leave_open()
+            return { plan = i }
+          end }
+        end
+        hs[4] = ctx:spawn{ type = "task", node = kids[4], run = function(agent)
+          agent:set_node_result("the node's result")
+          return { the_agents = "result" }
+        end }
+        ctx:wait_all(hs)
+        M.between = { kids[1].status, kids[2].status, kids[3].status, kids[4].status }
+        local ok1, r1 = ctx:spawn{ type = "task", node = kids[1], run = function() return "by the second agent" end }:wait()
+        local ok2, r2 = ctx:orchestrate(kids[2], { strategy = "opened" }):wait()
+        assert(ok1 and ok2, tostring(r1) .. tostring(r2))
+        return "done"
+      end
+      return M
+    ]])
+    strategy("opened", [[ return { run = function(node) return "by the orchestrator, on " .. node.status end } ]])
+    local ok, r, o = nyx.orchestrate("leave open", { strategy = "opener" })
+    assert.is_true(ok, tostring(r))
+    assert.are.same({ "in_progress", "in_progress", "in_progress", "completed" }, runtime.load_strategy("opener").between)
+    local rows = q([[SELECT id, goal, status, metadata, (SELECT count(*) FROM agents a WHERE a.thought_tree_id = t.id) AS agents,
+                            (SELECT count(*) FROM orchestrators r WHERE r.thought_tree_id = t.id) AS orchs
+                     FROM thought_trees t WHERE parent_id = $1 ORDER BY created_at, goal]], o.node.id)
+    local by = {}
+    for _, row in ipairs(rows) do by[row.goal] = row end
+    local a, b, c, d = by["taken up by an agent"], by["taken up by an orchestrator"], by["left alone"], by["answered"]
+    assert.are.same({ "completed", "by the second agent", 2, 0 }, { a.status, a.metadata.result, a.agents, a.orchs })
+    assert.are.same({ "completed", "by the orchestrator, on in_progress", 1, 1 },
+                    { b.status, b.metadata.result, b.agents, b.orchs })
+    assert.are.equal("opened", b.metadata.strategy.name)
+    assert.are.same({ "failed", 1 }, { c.status, c.agents })
+    assert.matches("left open by its agent", c.metadata.error)
+    assert.are.same({ "completed", "the node's result" }, { d.status, d.metadata.result })
+    -- the agent's own result stays its own
+    assert.are.same({ the_agents = "result" }, one("SELECT state FROM agents WHERE thought_tree_id = $1", d.id).state.result)
+    assert.are.equal("completed", one("SELECT status FROM thought_trees WHERE id = $1", o.node.id).status)
+  end)
+
+  it("plans subtasks ahead (S.subtasks): an atomic one gets an answer agent, only a split one a sub-orchestrator, given its plan", function()
+    strategy("ahead", [==[
+      local S = require "nyx.strategy"
+      return { run = function(node, ctx)
+        local plan = { subtasks = { { goal = "an atomic one [[fake:plan=atomic]]" }, { goal = "a split one" } } }
+        return (S.subtasks(ctx, node, plan, { strategy = "decompose" }, { ahead = true }))
+      end }
+    ]==])
+    local ok, r, o = nyx.orchestrate("plan ahead", { strategy = "ahead" })
+    assert.is_true(ok, tostring(r))
+    local function node(goal) return one("SELECT * FROM thought_trees WHERE parent_id = $1 AND goal = $2", o.node.id, goal) end
+    local function classes(id)
+      local out = {}
+      for _, a in ipairs(q("SELECT agent_class, status FROM agents WHERE thought_tree_id = $1 ORDER BY created_at", id)) do
+        out[#out + 1] = a.agent_class .. ":" .. a.status
+      end
+      return table.concat(out, ",")
+    end
+    local function orchs(id) return one("SELECT count(*) AS n FROM orchestrators WHERE thought_tree_id = $1", id).n end
+    local function calls(id) return one("SELECT count(*) AS n FROM llm_interactions WHERE thought_tree_id = $1", id).n end
+    local atomic, split = node("an atomic one [[fake:plan=atomic]]"), node("a split one")
+    assert.are.same({ "completed", "planner:completed,answer:completed", 0, 2 },
+                    { atomic.status, classes(atomic.id), orchs(atomic.id), calls(atomic.id) })
+    assert.matches("^Offline answer", atomic.metadata.result)
+    -- planned once, by the parent's planner: the sub-orchestrator took that plan
+    assert.are.same({ "completed", "planner:completed", 1, 1 }, { split.status, classes(split.id), orchs(split.id), calls(split.id) })
+    assert.are.equal("decompose", split.metadata.strategy.name)
+    local kids = q("SELECT id, status, metadata FROM thought_trees WHERE parent_id = $1", split.id)
+    assert.are.equal(3, #kids)
+    for _, k in ipairs(kids) do
+      assert.are.same({ "completed", "planner:completed", 0 }, { k.status, classes(k.id), orchs(k.id) })
+      assert.matches("leaf at depth 2", k.metadata.result)
+    end
+    assert.matches("1%. an atomic one.*Offline answer.*2%. a split one.*leaf at depth 2", r)
+  end)
+
+  it("cancels a node left open: what is started on it after ends at once, cancelled", function()
+    strategy("open_cancel", [[
+      return { run = function(node, ctx)
+        local kid = ctx:child("left open, then cancelled")
+        assert(ctx:spawn{ type = "task", node = kid, run = function(agent) agent:leave_open(); return 1 end }:wait())
+        nyx.runtime.cancel_local(kid.id, { by = "the test" })
+        local ok1, e1 = ctx:orchestrate(kid):wait()
+        local ok2, e2 = ctx:spawn{ type = "task", node = kid, run = function() return "ran" end }:wait()
+        return { ok1, e1.type, ok2, e2.type, kid.status }
+      end }
+    ]])
+    local ok, r, o = nyx.orchestrate("cancel what is left open", { strategy = "open_cancel" })
+    assert.is_true(ok, tostring(r))
+    assert.are.same({ false, "cancelled", false, "cancelled", "cancelled" }, r)
+    local kid = one("SELECT status, metadata FROM thought_trees WHERE parent_id = $1", o.node.id)
+    assert.are.equal("cancelled", kid.status)
+    assert.are.equal("the test", kid.metadata.cancelled.by)
+    assert.are.equal(0, one([[SELECT count(*) AS n FROM orchestrators r JOIN thought_trees t ON t.id = r.thought_tree_id
+                              WHERE t.parent_id = $1]], o.node.id).n)
   end)
 
   it("writes a sub-orchestrator's row once it has run for orchestrator_row_delay, or when it ends", function()
@@ -434,8 +546,18 @@ describe("the runtime", function()
     end
     assert.are.equal(2, deepest)
     assert.are.equal(9, refused)
-    -- no orchestrator or agent ran on a refused node
+    -- no orchestrator ran on a refused node, and the planner its parent
+    -- spawned there was refused before it ever became active
     assert.are.equal(0, one([[SELECT count(*) AS n FROM orchestrators o JOIN thought_trees t ON t.id = o.thought_tree_id
+                              WHERE t.root_id = $1 AND t.depth = 2]], o.node.id).n)
+    local planners = q([[SELECT a.status, a.state FROM agents a JOIN thought_trees t ON t.id = a.thought_tree_id
+                         WHERE t.root_id = $1 AND t.depth = 2]], o.node.id)
+    assert.are.equal(9, #planners)
+    for _, a in ipairs(planners) do
+      assert.are.equal("failed", a.status)
+      assert.matches("max_recursion_depth", a.state.error)
+    end
+    assert.are.equal(0, one([[SELECT count(*) AS n FROM llm_interactions i JOIN thought_trees t ON t.id = i.thought_tree_id
                               WHERE t.root_id = $1 AND t.depth = 2]], o.node.id).n)
     -- each refused subtask was answered by an answer agent on its parent
     assert.are.equal(9, one([[SELECT count(*) AS n FROM agents a JOIN thought_trees t ON t.id = a.thought_tree_id
