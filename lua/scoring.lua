@@ -39,9 +39,24 @@ local function clamp(x)
   return x < 0 and 0 or x > 1 and 1 or x
 end
 
-local function round4(x) return math.floor(clamp(x) * 10000 + 0.5) / 10000 end
+local mfloor = math.floor
 
-local function key(depth, kind) return ("%d|%s"):format(depth, kind) end
+-- clamp(x), rounded to 4 decimals (the columns' scale)
+local function round4(x)
+  if type(x) ~= "number" or x ~= x or x <= 0 then return 0 end
+  if x >= 1 then return 1 end
+  return mfloor(x * 10000 + 0.5) / 10000
+end
+
+-- "depth|kind", each made once: a node's score asks for it twice or more
+local keys = {} -- kind -> depth -> key
+local function key(depth, kind)
+  local of = keys[kind]
+  if not of then of = {}; keys[kind] = of end
+  local k = of[depth]
+  if not k then k = ("%d|%s"):format(depth, kind); of[depth] = k end
+  return k
+end
 
 --- The seed of the expectation before anything was learned: leaf_ms for
 -- an agent's node ("agent:<class>"), leaf_ms x growth^max(1, horizon -
@@ -138,16 +153,14 @@ function M.score(n)
     error(("bad argument #1 to 'score' (status must be completed, failed or cancelled, not %s)"):format(tostring(n.status)), 2)
   end
   local s = clamp(success(n))
-  local scores = {
-    success_score = round4(s),
-    quality_score = round4(quality(n, s)),
-    speed_score = round4(speed(n)),
-    usefulness_score = round4(usefulness(n)),
-  }
+  local ss, qs, sp, us = round4(s), round4(quality(n, s)), round4(speed(n)), round4(usefulness(n))
   local w = M.weights
   local total = w.success + w.quality + w.speed + w.usefulness
-  scores.overall_weight = round4((w.success * scores.success_score + w.quality * scores.quality_score +
-                                  w.speed * scores.speed_score + w.usefulness * scores.usefulness_score) / total)
+  local scores = { -- made at its size: every field in the constructor
+    success_score = ss, quality_score = qs, speed_score = sp, usefulness_score = us,
+    overall_weight = round4((w.success * ss + w.quality * qs + w.speed * sp + w.usefulness * us) / total),
+    importance_level = false,
+  }
   scores.importance_level = M.importance(scores, n)
   if n.status == "completed" and type(n.elapsed_ms) == "number" and n.usefulness == nil and n.learn ~= false then
     M.learn(n.depth, n.kind, n.elapsed_ms)

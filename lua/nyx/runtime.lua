@@ -216,8 +216,10 @@ local function flush_soon()
   end)
 end
 
+local function score_of(n) return scoring().score(score_input(n)) end
+
 local function score_values(n)
-  local ok, s = pcall(function() return scoring().score(score_input(n)) end)
+  local ok, s = pcall(score_of, n)
   if not ok or type(s) ~= "table" then
     io.stderr:write(("nyx: scoring node %s failed: %s\n"):format(n.id, tostring(s):match("^[^\n]*")))
     return nil
