@@ -5,7 +5,10 @@
 --   tree B D DELAY_MS MAX_AGENTS   the fractal workload: decompose on a
 --                                  root; the fake answers B subtasks per
 --                                  node down to depth D (its --fractal)
---   suspended N                    N agents suspended in receive(): bytes each
+--   suspended N                    N agents suspended (waiting on an event):
+--                                  bytes each in Lua's count, of the peak
+--                                  RSS, and of resident memory after a full
+--                                  collection (what the allocator keeps)
 local core = nyx.core
 local mode = arg[1] or "tree"
 
@@ -34,13 +37,19 @@ elseif mode == "suspended" then
   nyx.config.set("max_concurrent_agents", n)
   local root = nyx.tree.create{ goal = "suspended agents" }
   local ready, release = 0, nyx.limits.event()
-  local kb0, rss0
+  local kb0, rss0, now0
+  local function resident() -- bytes resident now (/proc/self/statm), not the peak
+    local f = io.open("/proc/self/statm")
+    local pages = f and tonumber(f:read("a"):match("^%d+%s+(%d+)"))
+    if f then f:close() end
+    return (pages or 0) * 4096
+  end
   local o = nyx.runtime -- the strategy is inline: one orchestrator, n agents
   package.preload["strategies.bench_suspended"] = function()
     return { run = function(node, ctx)
       nyx.db.flush()
       collectgarbage(); collectgarbage()
-      kb0, rss0 = collectgarbage("count"), core.maxrss()
+      kb0, rss0, now0 = collectgarbage("count"), core.maxrss(), resident()
       local hs = {}
       for i = 1, n do
         hs[i] = ctx:spawn{ type = "task", node = node, run = function()
@@ -51,9 +60,9 @@ elseif mode == "suspended" then
       while ready < n do nyx.task.sleep(0.01) end
       nyx.db.flush() -- their rows are written: what stays is the agents
       collectgarbage(); collectgarbage()
-      local kb1, rss1 = collectgarbage("count"), core.maxrss()
-      print(("mode=suspended agents=%d lua_bytes_each=%.0f rss_bytes_each=%.0f"):format(
-        n, (kb1 - kb0) * 1024 / n, (rss1 - rss0) / n))
+      local kb1, rss1, now1 = collectgarbage("count"), core.maxrss(), resident()
+      print(("mode=suspended agents=%d lua_bytes_each=%.0f rss_bytes_each=%.0f resident_bytes_each=%.0f"):format(
+        n, (kb1 - kb0) * 1024 / n, (rss1 - rss0) / n, (now1 - now0) / n))
       release:set()
       ctx:wait_all(hs)
     end }
