@@ -568,9 +568,10 @@ static int conn_tostring(lua_State *L)
  * much is waiting, the queue is shared between them so that what depends
  * on each other stays on one lane (take()). */
 
-#define ENTRY_MT         "nyx.db.logentry"
-#define MAX_BATCH_PARAMS 60000 /* values per batch, unless one entry has more  \
-                                */
+#define ENTRY_MT "nyx.db.logentry"
+#define MAX_BATCH_PARAMS                                                       \
+    60000 /* values per batch, unless one entry has more                       \
+           */
 #define MAX_ENTRY_PARAMS                                                       \
     5000000               /* one caller's rows: a statement of ~1 GB at most */
 #define SPLIT_PARAMS 2000 /* waiting values that two lanes share */
@@ -584,7 +585,8 @@ typedef struct log_entry {
      * strings, and the entry's rows keep them alive) */
     const void **ids;
     int nwrite, nids;
-    char error[512];
+    char *error; /* why its rows were not written (malloc'd): rarely set,
+                  * so not a buffer in every entry */
     struct log_entry *next;
 } log_entry;
 
@@ -813,8 +815,11 @@ static void finish_entry(log_writer *w, log_entry *e, const char *error)
     e->next = NULL;
     e->ok = error == NULL;
     if (error) {
-        snprintf(e->error, sizeof e->error, "%s", error);
-        nyx_one_line(e->error, sizeof e->error);
+        char line[512];
+        snprintf(line, sizeof line, "%s", error);
+        nyx_one_line(line, sizeof line);
+        free(e->error);
+        e->error = strdup(line);
     }
     nyx_unref(w->L, e->rows_ref);
     e->rows_ref = LUA_NOREF;
@@ -823,7 +828,8 @@ static void finish_entry(log_writer *w, log_entry *e, const char *error)
     e->nids = e->nwrite = 0;
     if (e->self_ref != LUA_NOREF) { /* nobody to tell but the user */
         if (error)
-            fprintf(stderr, "nyx: log rows were not written: %s\n", e->error);
+            fprintf(stderr, "nyx: log rows were not written: %s\n",
+                    e->error ? e->error : "out of memory");
         nyx_sched_hold(w->L, -1);
         int ref = e->self_ref;
         e->self_ref = LUA_NOREF;
@@ -1222,6 +1228,8 @@ static log_writer *get_writer(lua_State *L)
 static int entry_gc(lua_State *L)
 {
     log_entry *e = lua_touserdata(L, 1);
+    free(e->error);
+    e->error = NULL;
     if (!e->queued)
         return 0;
     /* its caller died while it waited (a cancelled task): take it out of
@@ -1320,7 +1328,8 @@ static int log_k(lua_State *L, int status, lua_KContext ctx)
 {
     log_entry *e = (log_entry *)ctx;
     if (!e->ok)
-        return nyx_raise(L, "log", e->error);
+        return nyx_raise(L, "log",
+                         e->error ? e->error : "the rows were not written");
     lua_pushboolean(L, 1);
     return 1;
 }
