@@ -701,6 +701,9 @@ local function spawn_agent(spec, orchestrator, parent, base)
   }, Agent)
   if version then a.state.class_version = version end
   take_node(node, a, "agent:" .. class)
+  if node.owner == a and orchestrator and node.metadata.strategy == nil then
+    node.metadata.strategy = orchestrator.mark -- the strategy whose agent works it (a leaf planned ahead)
+  end
   if node.cancelled then a.cancelled = node.cancelled end -- cancelled while left open
   agents[a.id] = a
   counters.agents = counters.agents + 1
@@ -1119,7 +1122,8 @@ local function new_orchestrator(node, opts, parent, name, version, max, budget, 
   orchestrators[o.id] = o
   counters.orchestrators = counters.orchestrators + 1
   take_node(node, o, name)
-  node.metadata.strategy = { name = name, version = version }
+  o.mark = { name = name, version = version } -- shared by the nodes its agents work alone
+  node.metadata.strategy = o.mark
   if parent then
     unwritten[o], n_unwritten = true, n_unwritten + 1
     if not sweeper and task.current() then sweeper = task.spawn(sweep) end
