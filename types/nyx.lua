@@ -956,6 +956,8 @@ function nyx.runtime.retry_local(node_id, root_id, by, strategy) end
 ---@field row? boolean its orchestrators row is written (see nyx.runtime.orchestrator_row_delay)
 ---@field completed_at? string
 ---@field handle? nyx.runtime.Handle the handle spawn/orchestrate returned for it; nil once finished
+---@field mark {name: string, version: string} its node's metadata.strategy, shared with the nodes its agents work alone
+---@field left_open? table<nyx.tree.Node, true> nodes its agents left open (agent:leave_open) and nothing took up yet
 local Orchestrator = {}
 
 ---An agent of this orchestrator.
@@ -1016,6 +1018,8 @@ function Orchestrator:share(from, message_type, content) end
 ---@field inbox? nyx.runtime.Message[] messages not yet received
 ---@field arrived? nyx.limits.Event set when a message arrives
 ---@field completed_at? string
+---@field open? boolean it called leave_open
+---@field node_result? any what set_node_result set
 local Agent = {}
 
 ---nyx.llm.complete for the agent's node and agent.
