@@ -777,6 +777,29 @@ describe("the runtime", function()
     assert.is_true(o.paused >= 1)
   end)
 
+  it("cancels on SIGINT a node an agent left open that nothing took up yet", function()
+    local script = H.write(dir .. "/open_stop.lua", [[
+      package.preload["strategies.open_stop"] = function() return { run = function(node, ctx)
+        local kid = ctx:child("left open when nyx stops")
+        assert(ctx:spawn{ type = "task", node = kid, run = function(agent) agent:leave_open(); return 1 end }:wait())
+        print(node.id, kid.id, kid.status); io.stdout:flush()
+        -- nyx itself, once system() is over (it ignores SIGINT meanwhile)
+        os.execute("(sleep 0.2; kill -INT $PPID) &")
+        nyx.task.sleep(10)
+      end } end
+      nyx.orchestrate("stop with a node left open", { strategy = "open_stop" })
+      print("finished")
+    ]])
+    local r = H.sh(H.quote(H.bin) .. " " .. H.quote(script), { env = H.env_for(dbname, { NYX_OFFLINE = "1" }) })
+    assert.are.equal(130, r.code, r.out .. r.err)
+    local root_id, kid_id, before = r.out:match("(%x+%-%x+%-%x+%-%x+%-%x+)%s+(%x+%-%x+%-%x+%-%x+%-%x+)%s+(%S+)")
+    assert.are.equal("in_progress", before)
+    assert.not_matches("finished", r.out)
+    assert.are.same({ "cancelled", "cancelled" }, {
+      one("SELECT status FROM thought_trees WHERE id = $1", kid_id).status,
+      one("SELECT status FROM thought_trees WHERE id = $1", root_id).status })
+  end)
+
   it("sets up its signal handling once: a script's own trap, set after, stays", function()
     local script = H.write(dir .. "/own_trap.lua", [[
       nyx.orchestrate("a first goal", { strategy = "decompose" })   -- traps SIGINT and SIGTERM
