@@ -21,7 +21,7 @@ stds.nyx = {
         "mtime", "now", "pg_arrays", "refs", "timestamp", "uuid", "version",
       } },
       db = { fields = {
-        "close", "connect", "exec", "flush", "info", "listen", "log", "log_stats", "migrate", "notify", "open",
+        "close", "connect", "exec", "flush", "info", "listen", "log", "log_backlog", "log_drain", "log_stats", "migrate", "notify", "open",
         "query", "status", "transaction", "unlisten",
       } },
       hot = { fields = {
@@ -64,6 +64,7 @@ stds.nyx = {
         "orchestrate", "reset_peak", "retry_local", "stats", "stop", "stopping", "trap_signals",
         "wait_all",
         orchestrator_row_delay = { read_only = false },
+        log_backlog_max = { read_only = false },
         on = { other_fields = true, read_only = false }, -- hooks views set: node, agent, call
         Agent = { fields = {
           "broadcast", "chat", "complete", "leave_open", "receive", "send", "set_node_result",

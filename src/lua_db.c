@@ -608,11 +608,14 @@ typedef struct log_lane {
     char error[512];   /* the batch's first error */
 } log_lane;
 
+typedef struct drain_wait drain_wait;
+
 typedef struct log_writer {
     lua_State *L;           /* the main thread */
     log_entry *head, *tail; /* waiting for the next batch */
     log_lane lane[2];
     long queued_params; /* of the entries waiting */
+    drain_wait *drains; /* tasks in log_drain */
     /* sent so far (nyx.db.log_stats): batches on each lane, and the row
      * versions they wrote, rows folded together counting once */
     unsigned long long batches[2], inserted, updated;
@@ -1191,15 +1194,66 @@ static void send_lane(lua_State *L, log_lane *l)
     }
 }
 
+/* A task in log_drain(n): it goes on once at most n values wait for a
+ * batch. */
+#define DRAIN_MT "nyx.db.drain"
+struct drain_wait {
+    nyx_waiter w;
+    long below;
+    drain_wait *next, **pprev;
+};
+
+static void drain_unlink(drain_wait *d)
+{
+    if (!d->pprev)
+        return;
+    *d->pprev = d->next;
+    if (d->next)
+        d->next->pprev = d->pprev;
+    d->next = NULL;
+    d->pprev = NULL;
+}
+
+static int drain_cancel(lua_State *L, nyx_waiter *w)
+{
+    (void)L;
+    drain_unlink((drain_wait *)w); /* w is its first member */
+    return 1;
+}
+
+static int drain_gc(lua_State *L)
+{
+    drain_unlink(lua_touserdata(L, 1));
+    return 0;
+}
+
+static void wake_drains(log_writer *w)
+{
+    drain_wait **p = &w->drains;
+    while (*p) {
+        drain_wait *d = *p;
+        if (w->queued_params <= d->below) {
+            drain_unlink(d); /* *p is the next one now */
+            nyx_waiter_done(&d->w);
+        } else {
+            p = &d->next;
+        }
+    }
+}
+
 static int log_hook(lua_State *L, void *arg)
 {
     log_writer *w = arg;
+    if (w->drains)
+        wake_drains(w);
     log_lane *l0 = &w->lane[0], *l1 = &w->lane[1];
     int free0 = !l0->flight, free1 = !l1->flight;
     if (!w->head || (!free0 && !free1))
         return 0;
     /* with both free and little waiting, lane 0 takes it all */
     take(w, free0, free1 && (!free0 || w->queued_params >= SPLIT_PARAMS));
+    if (w->drains)
+        wake_drains(w);
     if (free0)
         send_lane(L, l0);
     if (free1)
@@ -1390,6 +1444,41 @@ static int db_log(lua_State *L)
     return nyx_await(L, &e->w, (lua_KContext)e, log_k);
 }
 
+static int drain_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)L, (void)status, (void)ctx;
+    return 0;
+}
+
+/* log_drain(n): waits until at most n values wait for a batch (those in a
+ * batch being written do not count): backpressure for code that makes
+ * rows faster than PostgreSQL takes them. */
+static int db_log_drain(lua_State *L)
+{
+    lua_Integer n = luaL_checkinteger(L, 1);
+    log_writer *w = get_writer(L);
+    if (w->queued_params <= n)
+        return 0;
+    drain_wait *d = lua_newuserdatauv(L, sizeof *d, 0);
+    memset(d, 0, sizeof *d);
+    luaL_setmetatable(L, DRAIN_MT);
+    d->below = (long)n;
+    d->w.cancel = drain_cancel;
+    d->next = w->drains;
+    if (d->next)
+        d->next->pprev = &d->next;
+    d->pprev = &w->drains;
+    w->drains = d;
+    return nyx_await(L, &d->w, (lua_KContext)d, drain_k);
+}
+
+/* log_backlog(): how many values wait for a batch. */
+static int db_log_backlog(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)get_writer(L)->queued_params);
+    return 1;
+}
+
 /* log_stats(): {batches =, lane1_batches =, prepared_batches =, inserted =,
  * updated =}: what the log writer has sent since the process started. */
 static int db_log_stats(lua_State *L)
@@ -1433,6 +1522,8 @@ static const luaL_Reg module_funcs[] = {{"query", db_query},
                                         {"log", db_log},
                                         {"flush", db_flush},
                                         {"log_stats", db_log_stats},
+                                        {"log_backlog", db_log_backlog},
+                                        {"log_drain", db_log_drain},
                                         {"listen", nyx_db_listen},
                                         {"unlisten", nyx_db_unlisten},
                                         {"notify", db_notify},
@@ -1451,6 +1542,7 @@ static const luaL_Reg conn_methods[] = {{"query", db_query},
 int luaopen_nyx_db(lua_State *L)
 {
     nyx_gc_metatable(L, ENTRY_MT, entry_gc);
+    nyx_gc_metatable(L, DRAIN_MT, drain_gc);
     nyx_gc_metatable(L, RES_MT, res_gc);
 
     luaL_newmetatable(L, CONN_MT);

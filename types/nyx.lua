@@ -708,6 +708,16 @@ function nyx.db.log_stats() end
 ---Waits until every row logged so far is committed.
 function nyx.db.flush() end
 
+---How many values wait for the log writer's next batch (not those in a
+---batch being written).
+---@return integer
+function nyx.db.log_backlog() end
+
+---Waits until at most n values wait for a batch: backpressure for code
+---that makes rows faster than PostgreSQL takes them.
+---@param n integer
+function nyx.db.log_drain(n) end
+
 ---PostgreSQL's LISTEN on the event loop: from now on each notification on
 ---channel runs fn(payload, channel, pid) as a task, in order (a connection of
 ---its own to the default database, opened the first time). The same fn twice is one.
@@ -844,6 +854,7 @@ function nyx.hot.version(name) end
 ---@field Orchestrator nyx.runtime.Orchestrator the orchestrators' metatable (methods)
 ---@field on nyx.runtime.Hooks hooks for views (nyx.progress)
 ---@field orchestrator_row_delay number seconds a sub-orchestrator runs before its row is written (if it has not ended)
+---@field log_backlog_max? integer values waiting for the log writer above which a new LLM call waits (nil: no bound)
 nyx.runtime = {}
 
 ---Hooks for views, each nil or a function that must not raise.
@@ -885,7 +896,7 @@ function nyx.runtime.stopping() end
 function nyx.runtime.trap_signals() end
 
 ---Agents and orchestrators started, refusals, and the process pool's figures.
----@return {agents: integer, orchestrators: integer, refused: integer, limit: integer, active: integer, peak: integer, waiting: integer, starting: integer, gated: integer}
+---@return {agents: integer, orchestrators: integer, refused: integer, limit: integer, active: integer, peak: integer, waiting: integer, starting: integer, gated: integer, backpressure: integer}
 function nyx.runtime.stats() end
 
 ---Resets the process pool's peak.

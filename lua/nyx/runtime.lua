@@ -39,9 +39,10 @@ local node_budget = setmetatable({}, { __mode = "v" })   -- node id -> budget
 local live_nodes = setmetatable({}, { __mode = "v" })    -- node id -> node, while worked
 local stopping = nil                      -- "SIGINT"/"SIGTERM" once stopping
 local trapped = false                     -- trap_signals has run
-local counters = { agents = 0, orchestrators = 0, refused = 0 }
+local counters = { agents = 0, orchestrators = 0, refused = 0, backpressure = 0 }
 
 local function log(rows) db.log(rows, NOWAIT) end
+local log_backlog, log_drain = db.log_backlog, db.log_drain
 
 --- on: hooks for views (nyx.progress), each nil or a function that must
 -- not raise: on.node(node, status) when a node is made (pending) or
@@ -49,6 +50,16 @@ local function log(rows) db.log(rows, NOWAIT) end
 -- on.call(tree_id, usage, cost, ok) when an LLM call has finished.
 M.on = {}
 local on = M.on
+
+--- log_backlog_max: when more values than this wait for the log writer's
+-- next batch (nyx.db.log_backlog), a new LLM call waits until half of that
+-- is left (nyx.db.log_drain), its agent keeping its slots. When the model
+-- answers faster than PostgreSQL takes the rows, this keeps what waits to
+-- be written (and the agents waiting on it) bounded instead of growing with
+-- the tree: a B=5 D=6 tree at zero delay peaks at 123-130 MB instead of
+-- 150-200, in about the same time. 40,000 values is two full batches (of
+-- what one lane's batch takes at most, 60,000, shared). nil: no bound.
+M.log_backlog_max = 40000
 
 -- Rows an operation produces go out together, in one nyx.db.log call:
 -- queue() them, and commit() before the operation ends or yields.
@@ -451,6 +462,11 @@ llm.guard = {
   before = function(tree_id)
     local t = task.current()
     if t and t.cancelled then raise("cancelled", "the call's task was cancelled: no new LLM call starts") end
+    local high = M.log_backlog_max
+    if high and t and log_backlog() > high then
+      counters.backpressure = counters.backpressure + 1
+      log_drain(high // 2)
+    end
     local b = node_budget[tree_id]
     if not b then return end
     budget_check(b)
@@ -1477,7 +1493,7 @@ function M.stats()
   local p = global_pool():stats()
   return { agents = counters.agents, orchestrators = counters.orchestrators, refused = counters.refused,
            active = p.active, peak = p.peak, waiting = p.waiting, limit = p.limit, starting = on_the_way,
-           gated = n_gated() }
+           gated = n_gated(), backpressure = counters.backpressure }
 end
 
 --- reset_peak(): the process-wide peak starts again from now.

@@ -337,6 +337,33 @@ describe("nyx.db.log", function()
       assert.is_true(slow:wait())
     end)
 
+    it("log_drain waits while more values than asked wait for a batch, and goes on once the writer takes them", function()
+      local before = slow_count()
+      local slow = { nyx.task.spawn(function() return nyx.db.log({ slow_row() }) end) }
+      nyx.task.sleep(0.05) -- lane 0 is in a slow batch
+      slow[2] = nyx.task.spawn(function() return nyx.db.log({ slow_row() }) end)
+      nyx.task.sleep(0.05) -- and lane 1, beside it
+      assert.are.equal(0, nyx.db.log_backlog())
+      for _ = 1, 5 do nyx.db.log({ row(root.id, "backlog") }, { wait = false }) end
+      local backlog = nyx.db.log_backlog()
+      assert.are.equal(20, backlog) -- 5 rows of 4 values wait
+      local t0 = nyx.core.now()
+      nyx.db.log_drain(backlog) -- no more than that waits: at once
+      assert.is_true(nyx.core.now() - t0 < 0.5)
+      local d = nyx.task.spawn(function()
+        nyx.db.log_drain(0)
+        return nyx.core.now() - t0, nyx.db.log_backlog(), slow_count()
+      end)
+      local ok, waited, left, slow_then = d:wait()
+      assert.is_true(ok)
+      assert.is_true(waited > 1.5, "log_drain returned after " .. waited .. " s") -- when a slow batch was done
+      assert.are.equal(0, left)
+      assert.is_true(slow_then > before)
+      for _, h in ipairs(slow) do assert.is_true(h:wait()) end
+      nyx.db.flush()
+      assert.are.equal(5, count("backlog"))
+    end)
+
     it("writes rows beside lane 0's batch when they touch nothing it writes; an update of a row it inserts waits", function()
       local before, x = slow_count(), nyx.uuid()
       local with_id = { "id", "thought_tree_id", "agent_type", "agent_class", "status" }

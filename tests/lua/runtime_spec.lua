@@ -261,6 +261,23 @@ describe("the runtime", function()
     end
   end)
 
+  it("holds new LLM calls back while the log writer's backlog is over log_backlog_max, and still writes everything", function()
+    local saved = runtime.log_backlog_max
+    runtime.log_backlog_max = 8 -- an agent's row alone is more
+    local before = runtime.stats().backpressure
+    local pok, ok, r, o = pcall(nyx.orchestrate, "Write a guide to brewing tea", { strategy = "decompose" })
+    runtime.log_backlog_max = saved
+    assert.is_true(pok, tostring(ok))
+    assert.is_true(ok, tostring(r))
+    assert.is_true(runtime.stats().backpressure > before)
+    local root = o.node.id
+    nyx.db.flush()
+    assert.are.same({ nodes = 13, done = 13, calls = 13 }, one([[SELECT count(*) AS nodes,
+        count(*) FILTER (WHERE status = 'completed') AS done,
+        (SELECT count(*) FROM llm_interactions i JOIN thought_trees t ON t.id = i.thought_tree_id WHERE t.root_id = $1) AS calls
+      FROM thought_trees WHERE root_id = $1]], root))
+  end)
+
   it("hands a node an agent left open to the next agent or orchestrator on it; one never taken up fails with its orchestrator", function()
     strategy("opener", [[
       local M = {}
