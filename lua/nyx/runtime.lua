@@ -57,8 +57,8 @@ local on = M.on
 -- answers faster than PostgreSQL takes the rows, this keeps what waits to
 -- be written (and the agents waiting on it) bounded instead of growing with
 -- the tree: a B=5 D=6 tree at zero delay peaks at 123-130 MB instead of
--- 150-200, in about the same time. 40,000 values is two full batches (of
--- what one lane's batch takes at most, 60,000, shared). nil: no bound.
+-- 150-200, in about the same time. 40,000 values: some 5,000 rows, about
+-- 0.2 s of PostgreSQL's work on a 2-core machine. nil: no bound.
 M.log_backlog_max = 40000
 
 -- Rows an operation produces go out together, in one nyx.db.log call:
