@@ -1045,11 +1045,15 @@ function orch_end(o, ok, res)
   if open then -- left open by its agents, never taken up: they end with it
     o.left_open = nil
     local halted = stopping or o.cancelled or (not ok and type(res) == "table" and res.type == "cancelled")
+    local why = "left open by its agent (agent:leave_open) and not taken up before its orchestrator ended"
+    if halted then
+      why = o.cancelled or (not ok and res) or
+            core.error_object("cancelled", "nyx is stopping (" .. tostring(stopping) .. ")")
+    end
     for n in pairs(open) do
       if n.owner == nil and not TERMINAL[n.status] then
         n.opened_by = nil
-        fail_node(n, halted and (o.cancelled or res) or "left open by its agent (agent:leave_open) and not taken up before its orchestrator ended",
-                  halted and "cancelled" or "failed")
+        fail_node(n, why, halted and "cancelled" or "failed")
       end
     end
   end
