@@ -1,6 +1,6 @@
 -- examples/plan.lua: the main job. A goal, decomposed recursively by the
 -- "decompose" strategy (lua/strategies/decompose.lua: a planner agent per
--- node answers or splits it; each subtask gets a sub-orchestrator), leaves
+-- node answers or splits it; each subtask it splits gets a sub-orchestrator), leaves
 -- answered by the model, results gathered upward; the final answer and a
 -- one-line summary.
 --
