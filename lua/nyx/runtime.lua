@@ -227,15 +227,23 @@ local function flush_soon()
   end)
 end
 
-local function score_of(n) return scoring().score(score_input(n)) end
+-- A finished node is scored as it was when it finished: what the first
+-- scoring was given is kept (n.ended) for the parent's judgment, which
+-- adds only the usefulness. Measured again then, its elapsed time would
+-- run on to the parent's end, and its children would be forgotten.
+local function score_of(n)
+  local input = n.ended
+  if input then input.usefulness = n.usefulness else input = score_input(n) end
+  return scoring().score(input), input
+end
 
 local function score_values(n)
-  local ok, s = pcall(score_of, n)
+  local ok, s, input = pcall(score_of, n)
   if not ok or type(s) ~= "table" then
     io.stderr:write(("nyx: scoring node %s failed: %s\n"):format(n.id, tostring(s):match("^[^\n]*")))
     return nil
   end
-  n.scores = s
+  n.scores, n.ended = s, input
   return s
 end
 
@@ -243,6 +251,7 @@ local function set_node_status(n, status)
   n.status = status
   if on.node then on.node(n, status) end
   n.completed_at = TERMINAL[status] and now() or nil
+  n.ended = nil -- scored anew as it is now
   if status == "in_progress" then
     n.started = n.started or core.now()
     live_nodes[n.id] = n
@@ -282,6 +291,7 @@ local function judge_children(n, result)
       if ok and type(u) == "number" then
         k.usefulness = u
         local s = score_values(k)
+        k.ended = nil -- judged: nothing scores it again
         if s then
           queue{ table = "thought_trees", update = true, columns = NODE_SCORES,
                  values = { k.id, s.success_score, s.quality_score, s.speed_score, s.usefulness_score,

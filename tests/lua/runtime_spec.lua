@@ -278,6 +278,36 @@ describe("the runtime", function()
       FROM thought_trees WHERE root_id = $1]], root))
   end)
 
+  it("scores a child judged by its parent as it was when it finished: its time and its children's outcome stay", function()
+    strategy("judged", [[
+      return { run = function(node, ctx)
+        if node.depth == 0 then
+          local ok, r = ctx:orchestrate(ctx:child("judged child")):wait()
+          assert(ok, r)
+          nyx.task.sleep(0.5) -- the parent goes on well after the child ended
+          return "parent of: " .. r
+        end
+        local hs = {}
+        for i = 1, 2 do
+          hs[i] = ctx:spawn{ type = "task", goal = "leaf " .. i, run = function()
+            if i == 2 then error("leaf 2 failed") end
+            return "leaf 1 done"
+          end }
+        end
+        ctx:wait_all(hs)
+        return "half done"
+      end }
+    ]])
+    local ok, r, o = nyx.orchestrate("judge a child", { strategy = "judged" })
+    assert.is_true(ok, tostring(r))
+    local child = one([[SELECT success_score::float8 AS s, speed_score::float8 AS sp, usefulness_score::float8 AS u
+                        FROM thought_trees WHERE parent_id = $1]], o.node.id)
+    assert.are.equal(1, child.u) -- judged: its result is in the parent's
+    assert.are.equal(0.75, child.s) -- one of its two children failed, as when it finished
+    -- it took milliseconds against an expected 11,250 ms: not the 500 ms more its parent took
+    assert.is_true(child.sp > 0.99, "speed " .. child.sp)
+  end)
+
   it("hands a node an agent left open to the next agent or orchestrator on it; one never taken up fails with its orchestrator", function()
     strategy("opener", [[
       local M = {}
