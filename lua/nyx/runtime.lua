@@ -476,6 +476,7 @@ llm.guard = {
     if high and t and log_backlog() > high then
       counters.backpressure = counters.backpressure + 1
       log_drain(high // 2)
+      if stopping then raise("cancelled", "nyx is stopping (" .. stopping .. "): no new LLM call starts") end
     end
     local b = node_budget[tree_id]
     if not b then return end
