@@ -1092,15 +1092,18 @@ function orch_end(o, ok, res)
   return { ok = false, error = res }
 end
 
+-- A sub-orchestrator's handle that never ran: failed already with err.
+local function ended_handle(id, err)
+  return setmetatable({ kind = "orchestrator", id = id, outcome = { ok = false, error = err } }, Handle)
+end
+
 -- A handle already finished with the refusal, recorded on the node.
 local function refused(node, why)
   counters.refused = counters.refused + 1
   node.metadata.error = why
   set_node_status(node, "failed")
   commit()
-  local h = setmetatable({ kind = "orchestrator", id = "refused",
-    outcome = { ok = false, error = core.error_object("recursion_limit", why, { depth = node.depth }) } }, Handle)
-  return h
+  return ended_handle("refused", core.error_object("recursion_limit", why, { depth = node.depth }))
 end
 
 -- A sub-orchestrator's options: its parent's (but for its own budget,
@@ -1255,7 +1258,7 @@ function run_orchestrator(node, opts, parent)
   local why = limits.depth(node.depth, int_setting("max_recursion_depth", 10), "max_recursion_depth (system_config)")
   if why then return refused(node, why) end
   if node.cancelled then -- cancelled while an agent had left it open
-    return setmetatable({ kind = "orchestrator", id = "cancelled", outcome = { ok = false, error = node.cancelled } }, Handle)
+    return ended_handle("cancelled", node.cancelled)
   end
   local max = math.tointeger(opts.max_concurrent_agents) or (parent and parent.max_agents) or
               int_setting("max_concurrent_agents", 10)
