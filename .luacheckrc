@@ -17,11 +17,11 @@ stds.nyx = {
       } },
       core = { fields = {
         "assets", "columns", "cpu", "dir", "embedded", "error_object", "executable", "hash", "home",
-        "is_uuid", "isatty", "json_columns", "json_decode", "json_encode", "json_raw", "json_rows", "maxrss",
-        "mtime", "now", "pg_arrays", "refs", "timestamp", "uuid", "version",
+        "is_uuid", "isatty", "json_decode", "json_encode", "json_raw", "maxrss",
+        "mtime", "now", "refs", "timestamp", "uuid", "version",
       } },
       db = { fields = {
-        "close", "connect", "exec", "flush", "info", "listen", "log", "log_backlog", "log_drain", "log_stats", "migrate", "notify", "open",
+        "close", "connect", "exec", "flush", "info", "listen", "log", "log_backlog", "log_drain", "log_statement", "log_stats", "migrate", "notify", "open",
         "query", "status", "transaction", "unlisten",
       } },
       hot = { fields = {

@@ -4,6 +4,7 @@
  * connection objects from nyx.db.open. Queries always take parameters
  * ($1, $2, ...) separately from the SQL text. */
 #include "database.h"
+#include "logrows.h"
 #include "lua_json.h"
 #include "lua_listen.h"
 #include "lua_nyx.h"
@@ -549,8 +550,8 @@ static int conn_tostring(lua_State *L)
 
 /* Rows the engine logs (LLM calls, tool runs, ...) go through nyx.db.log.
  * Everything logged while a batch is being written waits for the next
- * one; a batch is one statement (lua/nyx/dblog.lua builds it: one INSERT
- * per table, chained in a WITH), sent without blocking on a connection of
+ * one; a batch is one statement (logrows.c builds it: one INSERT per
+ * table, chained in a WITH), sent without blocking on a connection of
  * the writer's own, so the event loop runs on while PostgreSQL commits and
  * a script's open transaction never holds a log row. Each caller waits
  * until its rows are committed. If a batch fails, its callers' rows are
@@ -563,10 +564,10 @@ static int conn_tostring(lua_State *L)
  * of it finds nothing), so an entry that refers to a row the other batch
  * writes, or writes a row it writes or refers to, waits for it. The ids
  * are the entry's UUID-sized strings: written in the first column or a
- * column named id, referred to elsewhere. Rows that only refer to the same
- * rows (the same node, say) go side by side. When both lanes are free and
- * much is waiting, the queue is shared between them so that what depends
- * on each other stays on one lane (take()). */
+ * column named id, referred to elsewhere (logrows.h). Rows that only refer to
+ * the same rows (the same node, say) go side by side. When both lanes are free
+ * and much is waiting, the queue is shared between them so that what depends on
+ * each other stays on one lane (take()). */
 
 #define ENTRY_MT "nyx.db.logentry"
 #define MAX_BATCH_PARAMS                                                       \
@@ -578,22 +579,19 @@ static int conn_tostring(lua_State *L)
 
 typedef struct log_entry {
     nyx_waiter w;
-    int rows_ref, ok, queued, solo, nparams;
+    int ok, queued, solo, nparams;
     int self_ref; /* nobody waits (wait = false): the registry keeps it */
-    /* the ids its rows write (first column, or "id"), then those they
-     * refer to: UUID-sized strings, known by address (Lua interns short
-     * strings, and the entry's rows keep them alive) */
-    const void **ids;
-    int nwrite, nids;
-    char *error; /* why its rows were not written (malloc'd): rarely set,
-                  * so not a buffer in every entry */
+    lr_rows rows; /* as text, with the ids they write and refer to */
+    char *error;  /* why its rows were not written (malloc'd): rarely set,
+                   * so not a buffer in every entry */
     struct log_entry *next;
 } log_entry;
 
 /* The ids a lane's batch in flight writes and refers to: open addressing
- * on the strings' addresses. */
+ * on their 36 bytes, which its entries hold. */
+#define ID_LEN 36
 typedef struct id_set {
-    const void **slot;
+    const char **slot;
     unsigned char *written;
     size_t cap;
 } id_set;
@@ -624,28 +622,30 @@ typedef struct log_writer {
 
 static log_writer *get_writer(lua_State *L);
 
-static size_t id_hash(const void *p, size_t cap)
+/* A UUID's text: its last 16 hex digits are random enough. */
+static size_t id_hash(const char *p, size_t cap)
 {
-    uintptr_t h = (uintptr_t)p;
-    h ^= h >> 17;
-    h *= 0x9E3779B97F4A7C15u;
-    return (size_t)(h >> 7) & (cap - 1);
+    uint64_t a, b;
+    memcpy(&a, p + ID_LEN - 16, 8);
+    memcpy(&b, p + ID_LEN - 8, 8);
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15u)) * 0xff51afd7ed558ccdu;
+    return (size_t)(h >> 17) & (cap - 1);
 }
 
 /* 0: p is not in set; 1: it is, referred to only; 2: written. */
-static int id_find(const id_set *set, const void *p)
+static int id_find(const id_set *set, const char *p)
 {
     if (!set->cap)
         return 0;
     for (size_t i = id_hash(p, set->cap);; i = (i + 1) & (set->cap - 1)) {
         if (!set->slot[i])
             return 0;
-        if (set->slot[i] == p)
+        if (memcmp(set->slot[i], p, ID_LEN) == 0)
             return set->written[i] ? 2 : 1;
     }
 }
 
-static void id_add(id_set *set, const void *p, int written)
+static void id_add(id_set *set, const char *p, int written)
 {
     for (size_t i = id_hash(p, set->cap);; i = (i + 1) & (set->cap - 1)) {
         if (!set->slot[i]) {
@@ -653,7 +653,7 @@ static void id_add(id_set *set, const void *p, int written)
             set->written[i] = (unsigned char)written;
             return;
         }
-        if (set->slot[i] == p) {
+        if (memcmp(set->slot[i], p, ID_LEN) == 0) {
             set->written[i] |= (unsigned char)written;
             return;
         }
@@ -675,7 +675,7 @@ static int id_set_grow(id_set *set, size_t n)
     size_t cap = 64;
     while (cap < 4 * n + 1)
         cap *= 2;
-    id_set bigger = {calloc(cap, sizeof(void *)), calloc(cap, 1), cap};
+    id_set bigger = {calloc(cap, sizeof(char *)), calloc(cap, 1), cap};
     if (!bigger.slot || !bigger.written) {
         id_set_free(&bigger);
         return -1;
@@ -694,16 +694,13 @@ static int id_set_fill(log_lane *l)
 {
     id_set_free(&l->ids);
     size_t n = 0;
-    for (log_entry *e = l->flight; e; e = e->next) {
-        if (!e->ids && e->nparams > 0)
-            return -1; /* its ids unknown: as if everything conflicted */
-        n += (size_t)e->nids;
-    }
+    for (log_entry *e = l->flight; e; e = e->next)
+        n += (size_t)e->rows.nids;
     if (id_set_grow(&l->ids, n) < 0)
         return -1;
     for (log_entry *e = l->flight; e; e = e->next)
-        for (int i = 0; i < e->nids; i++)
-            id_add(&l->ids, e->ids[i], i < e->nwrite);
+        for (int i = 0; i < e->rows.nids; i++)
+            id_add(&l->ids, e->rows.ids[i], i < e->rows.nwrite);
     return 0;
 }
 
@@ -716,11 +713,11 @@ static int independent(const log_entry *e, const log_lane *other)
 {
     if (!other->flight)
         return 1;
-    if (!other->ids.cap || !e->ids || e->nparams == 0)
+    if (!other->ids.cap || e->nparams == 0)
         return 0; /* ids unknown (no memory); a flush waits for both */
-    for (int i = 0; i < e->nids; i++) {
-        int in = id_find(&other->ids, e->ids[i]);
-        if (in == 2 || (in == 1 && i < e->nwrite))
+    for (int i = 0; i < e->rows.nids; i++) {
+        int in = id_find(&other->ids, e->rows.ids[i]);
+        if (in == 2 || (in == 1 && i < e->rows.nwrite))
             return 0;
     }
     return 1;
@@ -730,21 +727,18 @@ static int independent(const log_entry *e, const log_lane *other)
  * in set) write, or writes what they refer to. */
 static int depends(const log_entry *e, const id_set *set)
 {
-    if (!e->ids)
-        return 1; /* unknown: as if it did */
-    for (int i = 0; i < e->nids; i++) {
-        int in = id_find(set, e->ids[i]);
-        if (in == 2 || (in == 1 && i < e->nwrite))
+    for (int i = 0; i < e->rows.nids; i++) {
+        int in = id_find(set, e->rows.ids[i]);
+        if (in == 2 || (in == 1 && i < e->rows.nwrite))
             return 1;
     }
     return 0;
 }
 
-/* The column types of the tables pg sees, as nyx.dblog.types: {table =
- * {column = "type"}} (none when the catalog cannot be read: then every
- * row goes as JSON). Without their modifiers: a value cast to
- * varchar(100) is cut to fit, one assigned to the column is refused.
- * stack: 0 */
+/* The column types of the tables pg sees, for the log rows' statements
+ * (logrows.h): format_type's names, without their modifiers (a value cast
+ * to varchar(100) is cut to fit, one assigned to the column is refused).
+ * None when the catalog cannot be read: then every row goes as JSON. */
 static void read_types(lua_State *L, nyx_pg *pg)
 {
     nyx_pg_res *res = nyx_pg_exec(
@@ -756,35 +750,15 @@ static void read_types(lua_State *L, nyx_pg *pg)
         "'information_schema'::regnamespace) AND pg_table_is_visible(c.oid) "
         "ORDER BY 1",
         0, NULL);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "nyx.dblog");
-    lua_call(L, 1, 1);
-    if (!res || !nyx_pg_res_ok(res)) {
-        nyx_pg_clear(res);
-        lua_pushnil(L);
-        lua_setfield(L, -2, "types");
-        lua_pop(L, 1);
-        return;
-    }
-    lua_newtable(L);
-    const char *last = NULL;
-    for (int r = 0, n = nyx_pg_ntuples(res); r < n; r++) {
-        const char *rel = nyx_pg_value(res, r, 0);
-        if (!last || strcmp(last, rel) != 0) {
-            if (last)
-                lua_pop(L, 1);
-            lua_newtable(L);
-            lua_pushvalue(L, -1);
-            lua_setfield(L, -3, rel);
-            last = rel;
+    lr_catalog *cat = lr_catalog_get(L);
+    lr_types_begin(cat);
+    for (int r = 0, n = res && nyx_pg_res_ok(res) ? nyx_pg_ntuples(res) : 0;
+         r < n; r++)
+        if (lr_types_add(cat, nyx_pg_value(res, r, 0), nyx_pg_value(res, r, 1),
+                         nyx_pg_value(res, r, 2)) < 0) {
+            lr_types_begin(cat); /* no memory: JSON for all */
+            break;
         }
-        lua_pushstring(L, nyx_pg_value(res, r, 2));
-        lua_setfield(L, -2, nyx_pg_value(res, r, 1));
-    }
-    if (last)
-        lua_pop(L, 1);
-    lua_setfield(L, -2, "types");
-    lua_pop(L, 1);
     nyx_pg_clear(res);
 }
 
@@ -824,11 +798,7 @@ static void finish_entry(log_writer *w, log_entry *e, const char *error)
         free(e->error);
         e->error = strdup(line);
     }
-    nyx_unref(w->L, e->rows_ref);
-    e->rows_ref = LUA_NOREF;
-    free(e->ids);
-    e->ids = NULL;
-    e->nids = e->nwrite = 0;
+    lr_rows_free(&e->rows);
     if (e->self_ref != LUA_NOREF) { /* nobody to tell but the user */
         if (error)
             fprintf(stderr, "nyx: log rows were not written: %s\n",
@@ -921,96 +891,9 @@ failed:
     batch_done(l);
 }
 
-/* Parameters of a batch: numbers and booleans are written into one buffer,
- * strings point at the Lua strings (their rows keep them), tables become
- * JSON kept in a Lua table: no Lua string is made per value. */
-typedef struct batch_params {
-    const char **p;
-    size_t *at; /* offset in text, or -1: p[k] is set */
-    nyx_buf text;
-    int keep, nkeep;
-} batch_params;
-
-/* Decimal digits of v into buf (24 bytes); returns the length. */
-static int format_integer(char *buf, lua_Integer v)
+static int free_batch(lua_State *L)
 {
-    char tmp[24], *p = tmp + sizeof tmp;
-    lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
-    do
-        *--p = (char)('0' + u % 10);
-    while (u /= 10);
-    if (v < 0)
-        *--p = '-';
-    int n = (int)(tmp + sizeof tmp - p);
-    memcpy(buf, p, (size_t)n);
-    return n;
-}
-
-/* Converts the value on top of the stack into parameter k; pops it. */
-static void add_param(lua_State *L, batch_params *b, int k)
-{
-    int t = lua_type(L, -1);
-    char num[64];
-    int len = -1;
-    b->p[k] = NULL;
-    b->at[k] = (size_t)-1;
-    if (t == LUA_TSTRING) {
-        b->p[k] = lua_tostring(L, -1);
-    } else if (t == LUA_TNUMBER && lua_isinteger(L, -1)) {
-        len = format_integer(num, lua_tointeger(L, -1));
-    } else if (t == LUA_TNUMBER) {
-        double d = lua_tonumber(L, -1);
-        len = isnan(d) ? snprintf(num, sizeof num, "NaN")
-              : isinf(d)
-                  ? snprintf(num, sizeof num, "%sInfinity", d > 0 ? "" : "-")
-                  : snprintf(num, sizeof num, "%.17g", d);
-    } else if (t == LUA_TBOOLEAN) {
-        num[0] = lua_toboolean(L, -1) ? 't' : 'f';
-        len = 1;
-    } else if (t == LUA_TTABLE) {
-        nyx_json_encode(L, -1);
-        b->p[k] = lua_tostring(L, -1);
-        lua_rawseti(L, b->keep, ++b->nkeep);
-    } else if (t != LUA_TNIL && t != LUA_TLIGHTUSERDATA) {
-        luaL_error(L, "bad log value $%d (%s)", k + 1, luaL_typename(L, -1));
-    }
-    lua_pop(L, 1);
-    if (len >= 0) {
-        num[len] = '\0';
-        b->at[k] = b->text.len;
-        if (nyx_buf_add(&b->text, num, (size_t)len + 1) < 0)
-            luaL_error(L, "out of memory");
-    }
-}
-
-/* Converts the groups (at index groups: {ncol=, rows={values...}}) into
- * n parameters. */
-static void batch_values(lua_State *L, batch_params *b, int groups, int n)
-{
-    int k = 0;
-    for (lua_Integer g = 1; lua_rawgeti(L, groups, g) == LUA_TTABLE; g++) {
-        lua_getfield(L, -1, "ncol");
-        int ncol = (int)lua_tointeger(L, -1);
-        lua_getfield(L, -2, "rows");
-        for (lua_Integer r = 1; lua_rawgeti(L, -1, r) == LUA_TTABLE; r++) {
-            for (int col = 1; col <= ncol && k < n; col++) {
-                lua_rawgeti(L, -1, col);
-                add_param(L, b, k++);
-            }
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 4); /* the nil row, rows, ncol, the group */
-    }
-    lua_pop(L, 1);
-    for (int i = 0; i < n; i++)
-        if (b->at[i] != (size_t)-1)
-            b->p[i] = b->text.data + b->at[i];
-}
-
-static int free_text(lua_State *L)
-{
-    batch_params *b = lua_touserdata(L, 1);
-    nyx_buf_free(&b->text);
+    lr_batch_free(lua_touserdata(L, 1));
     return 0;
 }
 
@@ -1019,52 +902,36 @@ static int log_send(lua_State *L)
 {
     log_lane *l = lua_touserdata(L, 1);
     conn *c = log_conn(L, l);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "nyx.dblog");
-    lua_call(L, 1, 1);
-    lua_getfield(L, -1, "build");
-    lua_newtable(L);
-    int i = 0;
-    for (log_entry *e = l->flight; e; e = e->next) {
-        lua_rawgeti(L, LUA_REGISTRYINDEX, e->rows_ref);
-        lua_rawseti(L, -2, ++i);
-    }
-    lua_call(L, 1, 3); /* sql, groups, n */
-    int n = (int)lua_tointeger(L, -1), groups = lua_gettop(L) - 1;
-    const char *sql = lua_tostring(L, groups - 1);
-    if (!sql) { /* nothing to write (a flush) */
+    int n = 0;
+    for (log_entry *e = l->flight; e; e = e->next)
+        n++;
+    lr_rows **callers =
+        lua_newuserdatauv(L, sizeof *callers * (size_t)(n + 1), 0);
+    n = 0;
+    for (log_entry *e = l->flight; e; e = e->next)
+        callers[n++] = &e->rows;
+    lr_batch *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    nyx_gc_metatable(L, "nyx.db.batch", free_batch);
+    luaL_setmetatable(L, "nyx.db.batch"); /* the text goes even on a raise */
+    nyx_err err;
+    if (lr_build(lr_catalog_get(L), callers, n, b, &err) < 0)
+        return nyx_raise(L, "log", err.msg);
+    if (b->nparams == 0) { /* nothing to write (a flush) */
         batch_done(l);
         return 0;
     }
-    unsigned long long ins = 0, upd = 0;
-    for (lua_Integer g = 1; lua_rawgeti(L, groups, g) == LUA_TTABLE; g++) {
-        lua_getfield(L, -1, "count");
-        lua_getfield(L, -2, "update");
-        unsigned long long rows = (unsigned long long)lua_tointeger(L, -2);
-        *(lua_toboolean(L, -1) ? &upd : &ins) += rows;
-        lua_pop(L, 3);
-    }
-    lua_pop(L, 1);
-    luaL_checkstack(L, 16, "log batch");
-    batch_params *b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    nyx_gc_metatable(L, "nyx.db.batch", free_text);
-    luaL_setmetatable(L, "nyx.db.batch"); /* the text goes even on a raise */
-    lua_newtable(L);
-    b->keep = lua_gettop(L);
-    b->p = lua_newuserdatauv(L, sizeof *b->p * (size_t)(n + 1), 0);
-    b->at = lua_newuserdatauv(L, sizeof *b->at * (size_t)(n + 1), 0);
-    batch_values(L, b, groups, n);
-    nyx_err err;
     /* batches of one shape recur (an LLM call's two rows, a node's):
      * prepared once, parsed and planned once */
-    int named = nyx_pg_send_cached(c->pg, sql, n, b->p, &err); /* copied */
+    int named = nyx_pg_send_cached(c->pg, b->sql.data, b->nparams, b->params,
+                                   &err); /* copied */
     if (named < 0)
         return nyx_raise(L, "log", err.msg);
     l->w->prepared += (unsigned long long)named;
     l->w->batches[l->index]++;
-    l->w->inserted += ins;
-    l->w->updated += upd;
+    l->w->inserted += b->inserted;
+    l->w->updated += b->updated;
+    lr_batch_free(b);
     int f = nyx_pg_flush(c->pg);
     if (f < 0)
         return nyx_raise(L, "log", nyx_pg_error_message(c->pg));
@@ -1078,11 +945,11 @@ static int log_send(lua_State *L)
 /* Adds e's ids to set; -1 on no memory. */
 static int set_take(id_set *set, size_t *held, const log_entry *e)
 {
-    if (id_set_grow(set, *held + (size_t)e->nids) < 0)
+    if (id_set_grow(set, *held + (size_t)e->rows.nids) < 0)
         return -1;
-    for (int i = 0; i < e->nids; i++)
-        id_add(set, e->ids[i], i < e->nwrite);
-    *held += (size_t)e->nids;
+    for (int i = 0; i < e->rows.nids; i++)
+        id_add(set, e->rows.ids[i], i < e->rows.nwrite);
+    *held += (size_t)e->rows.nids;
     return 0;
 }
 
@@ -1111,7 +978,7 @@ static void take(log_writer *w, int free0, int free1)
         lane[1].flight = NULL;
     while (w->head) {
         log_entry *e = w->head;
-        int special = e->solo || e->nparams == 0 || !e->ids;
+        int special = e->solo || e->nparams == 0;
         if (special) { /* alone, on lane 0, with nothing before it */
             if (!free0 || left || lane[0].flight || lane[1].flight)
                 break; /* lane 1 in flight or taking: it waits */
@@ -1284,8 +1151,10 @@ static int entry_gc(lua_State *L)
     log_entry *e = lua_touserdata(L, 1);
     free(e->error);
     e->error = NULL;
-    if (!e->queued)
+    if (!e->queued) { /* done, or never queued (refused, log_statement) */
+        lr_rows_free(&e->rows);
         return 0;
+    }
     /* its caller died while it waited (a cancelled task): take it out of
      * the queue, or out of the batch in flight, which then finishes
      * without it (the rows were sent already) */
@@ -1299,81 +1168,43 @@ static int entry_gc(lua_State *L)
             w->tail = prev;
         w->queued_params -= e->nparams;
     } else {
-        for (int i = 0; i < 2 && !*p; i++)
+        int lane = -1;
+        for (int i = 0; i < 2 && lane < 0; i++) {
             for (p = &w->lane[i].flight; *p && *p != e; p = &(*p)->next) {
             }
-        if (*p)
-            *p = e->next;
+            if (*p) {
+                *p = e->next;
+                lane = i;
+            }
+        }
+        /* the lane's ids were its rows': made again without them */
+        if (lane >= 0 && id_set_fill(&w->lane[lane]) < 0)
+            id_set_free(&w->lane[lane].ids);
     }
-    nyx_unref(L, e->rows_ref);
-    free(e->ids);
-    e->ids = NULL;
+    lr_rows_free(&e->rows);
     return 0;
 }
 
-/* Queues the rows at index 1 as a new entry, pushed. */
-static log_entry *enqueue_entry(lua_State *L, log_writer *w, int nparams)
+/* A new entry, pushed; not queued yet. */
+static log_entry *new_entry(lua_State *L)
 {
     log_entry *e = lua_newuserdatauv(L, sizeof *e, 0);
     memset(e, 0, sizeof *e);
     e->self_ref = LUA_NOREF;
     luaL_setmetatable(L, ENTRY_MT);
-    e->nparams = nparams;
-    lua_pushvalue(L, 1);
-    e->rows_ref = nyx_ref(L);
+    return e;
+}
+
+static void enqueue(log_writer *w, log_entry *e)
+{
+    e->nparams = e->rows.nvalues;
     e->queued = 1;
-    w->queued_params += nparams;
+    w->queued_params += e->nparams;
     if (w->tail)
         w->tail->next = e;
     else
         w->head = e;
     w->tail = e;
-    return e;
-}
-
-/* e's ids from its rows at index 1 (strings the size of a UUID): those
- * in the first column or a column named id are written, the others
- * referred to. With no memory for them, e->ids stays NULL and e never
- * goes beside a batch of the other lane. */
-static void collect_ids(lua_State *L, log_entry *e)
-{
-    const void **ids = malloc(sizeof *ids * (size_t)(e->nparams + 1));
-    if (!ids)
-        return;
-    int nw = 0, nr = 0, top = e->nparams;
-    for (lua_Integer i = 1; lua_rawgeti(L, 1, i) == LUA_TTABLE; i++) {
-        int row = lua_gettop(L);
-        lua_getfield(L, row, "columns");
-        lua_getfield(L, row, "values");
-        int cols = row + 1, vals = row + 2;
-        lua_Integer ncol = (lua_Integer)lua_rawlen(L, cols);
-        if (lua_type(L, vals) == LUA_TTABLE)
-            for (lua_Integer c = 1; c <= ncol; c++) {
-                size_t len;
-                if (lua_rawgeti(L, vals, c) == LUA_TSTRING &&
-                    (lua_tolstring(L, -1, &len), len == 36)) {
-                    int written = c == 1;
-                    if (!written) {
-                        lua_rawgeti(L, cols, c);
-                        const char *name = lua_tostring(L, -1);
-                        written = name && strcmp(name, "id") == 0;
-                        lua_pop(L, 1);
-                    }
-                    const void *p = lua_tostring(L, -1);
-                    if (written)
-                        ids[nw++] = p;
-                    else if (nw + nr < top)
-                        ids[top - ++nr] = p;
-                }
-                lua_pop(L, 1);
-            }
-        lua_settop(L, row - 1);
-    }
-    lua_pop(L, 1);
-    memmove(ids + nw, ids + top - nr, sizeof *ids * (size_t)nr);
-    e->ids = ids;
-    e->nwrite = nw;
-    e->nids = nw + nr;
 }
 
 static int flush_k(lua_State *L, int status, lua_KContext ctx) { return 0; }
@@ -1407,33 +1238,18 @@ static int db_log(lua_State *L)
     }
     lua_settop(L, 1);
     log_writer *w = get_writer(L);
-    int nparams = 0;
-    for (lua_Integer i = 1; lua_rawgeti(L, 1, i) == LUA_TTABLE; i++) {
-        if (lua_getfield(L, -1, "columns") != LUA_TTABLE)
-            return luaL_error(L,
-                              "bad argument #1 to 'log' (row %d has no "
-                              "columns)",
-                              (int)i);
-        nparams += (int)lua_rawlen(L, -1);
-        lua_pop(L, 1);
-        if (append) {
-            lua_getfield(L, -1, "update");
-            int update = lua_toboolean(L, -1);
-            lua_pop(L, 1);
-            if (update)
-                return luaL_error(L,
-                                  "bad argument #1 to 'log' (row %d is an "
-                                  "update: append rows are inserts only)",
-                                  (int)i);
-        }
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    luaL_argcheck(L, nparams > 0 && nparams <= MAX_ENTRY_PARAMS, 1,
+    log_entry *e = new_entry(L); /* frees the rows read if reading raises */
+    lr_rows_read(L, lr_catalog_get(L), 1, &e->rows, append);
+    luaL_argcheck(L, e->rows.nvalues > 0 && e->rows.nvalues <= MAX_ENTRY_PARAMS,
+                  1,
                   "rows must hold between 1 and 5000000 values: log more "
                   "in separate calls");
-    log_entry *e = enqueue_entry(L, w, nparams);
-    collect_ids(L, e);
+    enqueue(w, e);
+    /* the rows are text now: their tables need not live while the caller
+     * waits (its argument slot is the only reference a caller's
+     * log{...} has) */
+    lua_pushnil(L);
+    lua_replace(L, 1);
     if (!wait) {
         lua_pushvalue(L, -1);
         e->self_ref = nyx_ref(L);
@@ -1442,6 +1258,38 @@ static int db_log(lua_State *L)
         return 1;
     }
     return nyx_await(L, &e->w, (lua_KContext)e, log_k);
+}
+
+/* log_statement(rows): the statement and parameters one batch of these
+ * rows would be sent as, without sending it: for looking at what the
+ * writer does (which tables go as arrays, which as JSON, what folds). */
+static int db_log_statement(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    log_writer *w = get_writer(L);
+    log_conn(L, &w->lane[0]); /* the column types come with it */
+    log_entry *e = new_entry(L);
+    lr_rows_read(L, lr_catalog_get(L), 1, &e->rows, 0);
+    lr_rows *callers[1] = {&e->rows};
+    lr_batch *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    nyx_gc_metatable(L, "nyx.db.batch", free_batch);
+    luaL_setmetatable(L, "nyx.db.batch");
+    nyx_err err;
+    if (lr_build(lr_catalog_get(L), callers, 1, b, &err) < 0)
+        return nyx_raise(L, "log", err.msg);
+    if (b->nparams == 0)
+        lua_pushnil(L);
+    else
+        lua_pushstring(L, b->sql.data);
+    lua_createtable(L, b->nparams, 0);
+    for (int k = 0; k < b->nparams; k++) {
+        lua_pushstring(L, b->params[k]);
+        lua_rawseti(L, -2, k + 1);
+    }
+    lr_batch_free(b);
+    return 2;
 }
 
 static int drain_k(lua_State *L, int status, lua_KContext ctx)
@@ -1505,8 +1353,9 @@ static int db_flush(lua_State *L)
     if (!w->head && !w->lane[0].flight && !w->lane[1].flight)
         return 0;
     lua_settop(L, 0);
-    lua_newtable(L); /* no rows: it waits its turn behind the others */
-    log_entry *e = enqueue_entry(L, w, 0);
+    log_entry *e =
+        new_entry(L); /* no rows: it waits its turn behind the others */
+    enqueue(w, e);
     return nyx_await(L, &e->w, (lua_KContext)e, flush_k);
 }
 
@@ -1522,6 +1371,7 @@ static const luaL_Reg module_funcs[] = {{"query", db_query},
                                         {"log", db_log},
                                         {"flush", db_flush},
                                         {"log_stats", db_log_stats},
+                                        {"log_statement", db_log_statement},
                                         {"log_backlog", db_log_backlog},
                                         {"log_drain", db_log_drain},
                                         {"listen", nyx_db_listen},

@@ -237,214 +237,54 @@ void nyx_json_push_raw(lua_State *L, const char *s, size_t len)
     lua_setmetatable(L, -2);
 }
 
-/* Column names made ready for nyx_json_rows: "name": each, quoted once
- * into a string kept as the userdata's user value. */
-typedef struct columns {
-    lua_Integer ncol;
-    const char *text; /* name c is text[off[c - 1] .. off[c]) */
-    size_t off[];
-} columns;
-
-void nyx_json_columns(lua_State *L, int cols)
-{
-    cols = lua_absindex(L, cols);
-    lua_Integer ncol = (lua_Integer)lua_rawlen(L, cols);
-    columns *k = lua_newuserdatauv(
-        L, sizeof *k + sizeof(size_t) * (size_t)(ncol + 1), 1);
-    k->ncol = ncol;
-    k->text = "";
-    k->off[0] = 0;
-    luaL_newmetatable(L, NYX_JSON_COLUMNS);
-    lua_setmetatable(L, -2);
-    nyx_buf *b = nyx_json_push_buf(L);
-    for (lua_Integer c = 1; c <= ncol; c++) {
-        size_t len;
-        lua_rawgeti(L, cols, c);
-        const char *name = lua_tolstring(L, -1, &len);
-        if (nyx_json_quote(b, name ? name : "", name ? len : 0) < 0 ||
-            nyx_buf_add(b, ":", 1) < 0)
-            luaL_error(L, "out of memory");
-        lua_pop(L, 1);
-        k->off[c] = b->len;
-    }
-    lua_pushlstring(L, b->data ? b->data : "", b->len);
-    nyx_buf_free(b);
-    k->text = lua_tostring(L, -1);
-    lua_setiuservalue(L, -3, 1); /* the text lives as long as k */
-    lua_pop(L, 1);               /* the buffer */
-}
-
-/* Appends "name": for column c (1-based) of cols, a name list or columns
- * made by nyx_json_columns. */
-static int add_name(lua_State *L, int cols, const columns *k, lua_Integer c,
-                    nyx_buf *b)
-{
-    if (k)
-        return nyx_buf_add(b, k->text + k->off[c - 1],
-                           k->off[c] - k->off[c - 1]);
-    size_t len;
-    lua_rawgeti(L, cols, c);
-    const char *name = lua_tolstring(L, -1, &len);
-    int rc = nyx_json_quote(b, name ? name : "", name ? len : 0) |
-             nyx_buf_add(b, ":", 1);
-    lua_pop(L, 1);
-    return rc;
-}
-
-/* Log rows as JSON for json_populate_recordset: the array at cols names
- * the columns (or cols holds them made by nyx_json_columns), the array at
- * rows holds arrays of values (holes for NULL, left out of the object).
- * Pushes [{"col": value, ...}, ...]. */
-void nyx_json_rows(lua_State *L, int cols, int rows)
-{
-    cols = lua_absindex(L, cols);
-    rows = lua_absindex(L, rows);
-    luaL_checkstack(L, 8, "json rows");
-    const columns *k = luaL_testudata(L, cols, NYX_JSON_COLUMNS);
-    nyx_buf *b = nyx_json_push_buf(L);
-    lua_Integer ncol = k ? k->ncol : (lua_Integer)lua_rawlen(L, cols);
-    int ok = nyx_buf_add(b, "[", 1);
-    for (lua_Integer r = 1; ok == 0 && lua_rawgeti(L, rows, r) == LUA_TTABLE;
-         r++) {
-        int row = lua_gettop(L), first = 1;
-        ok = nyx_buf_add(b, r > 1 ? ",{" : "{", r > 1 ? 2 : 1);
-        for (lua_Integer c = 1; ok == 0 && c <= ncol; c++) {
-            if (lua_rawgeti(L, row, c) == LUA_TNIL) {
-                lua_pop(L, 1);
-                continue;
-            }
-            ok = (first ? 0 : nyx_buf_add(b, ",", 1)) |
-                 add_name(L, cols, k, c, b);
-            if (ok == 0)
-                ok = encode(L, lua_gettop(L), b, 1);
-            lua_pop(L, 1);
-            first = 0;
-        }
-        if (ok == 0)
-            ok = nyx_buf_add(b, "}", 1);
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1); /* the nil after the last row */
-    if (ok != 0 || nyx_buf_add(b, "]", 1) < 0)
-        luaL_error(L, "out of memory");
-    lua_pushlstring(L, b->data, b->len);
-    nyx_buf_free(b);
-    lua_remove(L, -2);
-}
-
-/* The first quote or backslash in s..end, or end: eight bytes at a time
- * (the has-zero-byte test of nyx_json_plain), then byte by byte. */
-static const char *array_plain(const char *s, const char *end)
+/* Whether any of the eight bytes in v is a quote or a backslash (the
+ * has-zero-byte test of nyx_json_plain). */
+static int array_special8(uint64_t v)
 {
     const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-    while (end - s >= 8) {
-        uint64_t v, q, bs;
-        memcpy(&v, s, 8);
-        q = v ^ (ones * '"');
-        bs = v ^ (ones * '\\');
-        if ((((q - ones) & ~q) | ((bs - ones) & ~bs)) & high)
-            break;
-        s += 8;
-    }
-    while (s < end && *s != '"' && *s != '\\')
-        s++;
-    return s;
+    uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
+    return ((((q - ones) & ~q) | ((bs - ones) & ~bs)) & high) != 0;
 }
 
-/* Appends s as a quoted element of a PostgreSQL array literal. Most
- * values have no quote or backslash: two memchr (vectorised) and a copy.
- * The others (JSON text, mostly) are copied a run at a time between the
- * bytes that need a backslash, room made for every byte escaped. */
-static int array_quote(nyx_buf *b, const char *s, size_t len)
+/* Appends s as a quoted element of a PostgreSQL array literal, room made
+ * for every byte escaped. Eight bytes at a time: stored as they are when
+ * none needs a backslash, else one at a time. JSON text (a quote every
+ * few bytes, and a backslash before each newline it holds) used to be
+ * copied a run at a time between escapes, a call per run. */
+int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len)
 {
     if (nyx_buf_reserve(b, 2 * len + 2) < 0)
         return -1;
     char *o = b->data + b->len;
-    *o++ = '"';
-    if (!memchr(s, '"', len) && !memchr(s, '\\', len)) {
-        memcpy(o, s, len);
-        o[len] = '"';
-        b->len += len + 2;
-        return 0;
-    }
     const char *end = s + len;
-    for (;;) {
-        const char *q = array_plain(s, end);
-        memcpy(o, s, (size_t)(q - s));
-        o += q - s;
-        if (q == end)
-            break;
-        *o++ = '\\';
-        *o++ = *q;
-        s = q + 1;
+    *o++ = '"';
+    while (end - s >= 8) {
+        uint64_t v;
+        memcpy(&v, s, 8);
+        if (!array_special8(v)) {
+            memcpy(o, &v, 8);
+            o += 8;
+            s += 8;
+            continue;
+        }
+        for (int i = 0; i < 8; i++) {
+            char c = s[i];
+            if (c == '"' || c == '\\')
+                *o++ = '\\';
+            *o++ = c;
+        }
+        s += 8;
+    }
+    while (s < end) {
+        char c = *s++;
+        if (c == '"' || c == '\\')
+            *o++ = '\\';
+        *o++ = c;
     }
     *o++ = '"';
     b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
     return 0;
-}
-
-/* One element: NULL for nil or null; JSON text for a json column (flag
- * 'j') or a table; else the value's text. tmp: a scratch buffer. */
-static int array_element(lua_State *L, int idx, int json, nyx_buf *b,
-                         nyx_buf *tmp)
-{
-    idx = lua_absindex(L, idx);
-    int t = lua_type(L, idx);
-    if (t == LUA_TNIL || t == LUA_TLIGHTUSERDATA)
-        return nyx_buf_add(b, "NULL", 4);
-    if (json || t == LUA_TTABLE) {
-        tmp->len = 0;
-        int rc = encode(L, idx, tmp, 1);
-        return rc ? rc : array_quote(b, tmp->data, tmp->len);
-    }
-    if (t == LUA_TBOOLEAN)
-        return nyx_buf_add(b, lua_toboolean(L, idx) ? "t" : "f", 1);
-    if (t == LUA_TNUMBER && lua_isinteger(L, idx))
-        return nyx_json_add_integer(b, lua_tointeger(L, idx));
-    if (t == LUA_TNUMBER) {
-        double d = lua_tonumber(L, idx);
-        if (isnan(d))
-            return nyx_buf_add(b, "\"NaN\"", 5);
-        if (isinf(d))
-            return d > 0 ? nyx_buf_add(b, "\"Infinity\"", 10)
-                         : nyx_buf_add(b, "\"-Infinity\"", 11);
-        return nyx_json_add_number(b, d);
-    }
-    if (t == LUA_TSTRING) {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
-        return array_quote(b, s, len);
-    }
-    return luaL_error(L, "bad log value (%s)", luaL_typename(L, idx));
-}
-
-void nyx_pg_arrays(lua_State *L, int rows, int ncol, const char *json)
-{
-    rows = lua_absindex(L, rows);
-    luaL_checkstack(L, ncol + 8, "log arrays");
-    nyx_buf *b = nyx_json_push_buf(L);
-    nyx_buf *tmp = nyx_json_push_buf(L);
-    lua_Integer nrow = (lua_Integer)lua_rawlen(L, rows);
-    for (int c = 1; c <= ncol; c++) {
-        int ok = nyx_buf_add(b, "{", 1);
-        for (lua_Integer r = 1; ok == 0 && r <= nrow; r++) {
-            lua_rawgeti(L, rows, r);
-            lua_rawgeti(L, -1, c);
-            if (r > 1)
-                ok = nyx_buf_add(b, ",", 1);
-            if (ok == 0)
-                ok = array_element(L, -1, json && json[c - 1] == 'j', b, tmp);
-            lua_pop(L, 2);
-        }
-        if (ok != 0 || nyx_buf_add(b, "}", 1) < 0)
-            luaL_error(L, "out of memory");
-        lua_pushlstring(L, b->data, b->len);
-        lua_insert(L, -3); /* below the two buffers */
-        b->len = 0;
-    }
-    nyx_buf_free(b);
-    nyx_buf_free(tmp);
-    lua_pop(L, 2);
 }
 
 /* ---- decoding ------------------------------------------------------------ */

@@ -13,9 +13,6 @@
  * writes as the text it holds (nyx.core.json_raw). */
 #define NYX_JSON_RAW "nyx.json.raw"
 
-/* The metatable of what nyx_json_columns makes. */
-#define NYX_JSON_COLUMNS "nyx.json.columns"
-
 /* Pushes the JSON text of the value at idx; raises on what JSON cannot
  * hold (functions, NaN, cycles). An empty table is {}. stack: +1 */
 void nyx_json_encode(lua_State *L, int idx);
@@ -36,21 +33,9 @@ int nyx_json_add_integer(nyx_buf *b, lua_Integer v);
  * %.17g that reads back the same. */
 int nyx_json_add_number(nyx_buf *b, double d);
 
-/* Pushes the names of the array at cols made ready for nyx_json_rows,
- * quoted once (a userdata). stack: +1 */
-void nyx_json_columns(lua_State *L, int cols);
-
-/* Pushes the rows at index rows (arrays of values, holes for NULL) as a
- * JSON array of objects keyed by the names at index cols (an array, or
- * what nyx_json_columns made of one). stack: +1 */
-void nyx_json_rows(lua_State *L, int cols, int rows);
-
-/* Log rows as PostgreSQL array literals, one per column, for unnest():
- * rows (an array of arrays of ncol values, holes for NULL) column by
- * column. json, when not NULL, has 'j' at c - 1 for a json or jsonb
- * column c, whose values are encoded as JSON (a string too); tables are
- * JSON in any column. stack: +ncol */
-void nyx_pg_arrays(lua_State *L, int rows, int ncol, const char *json);
+/* Appends s as a quoted element of a PostgreSQL array literal: in double
+ * quotes, each quote and backslash after a backslash. -1: no memory. */
+int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len);
 
 /* Pushes the value of the JSON text and returns 1, or pushes nil and a
  * message and returns 2. A JSON null becomes the value at stack index

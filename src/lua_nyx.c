@@ -388,42 +388,6 @@ static int core_json_raw(lua_State *L)
     return 1;
 }
 
-/* json_rows(columns, rows): [{"column": value, ...}, ...] (nil values
- * left out), how log rows reach json_populate_recordset; columns is a
- * list of names or what json_columns made of one. */
-static int core_json_rows(lua_State *L)
-{
-    if (!luaL_testudata(L, 1, NYX_JSON_COLUMNS))
-        luaL_checktype(L, 1, LUA_TTABLE);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    nyx_json_rows(L, 1, 2);
-    return 1;
-}
-
-/* pg_arrays(rows, ncol [, json]): the rows' values as ncol PostgreSQL
- * array literals, one per column (json: a string with 'j' where a column
- * is json or jsonb), how log rows reach unnest(). */
-static int core_pg_arrays(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    int ncol = (int)luaL_checkinteger(L, 2);
-    const char *json = luaL_optstring(L, 3, NULL);
-    luaL_argcheck(L, ncol > 0 && ncol <= 1600, 2, "between 1 and 1600 columns");
-    luaL_argcheck(L, !json || lua_rawlen(L, 3) >= (size_t)ncol, 3,
-                  "one flag per column");
-    nyx_pg_arrays(L, 1, ncol, json);
-    return ncol;
-}
-
-/* json_columns(names): the column names ready for json_rows, quoted
- * once (for a list used again and again, as the log writer's are). */
-static int core_json_columns(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TTABLE);
-    nyx_json_columns(L, 1);
-    return 1;
-}
-
 /* json_encode(value): JSON text (integers exact, {} for an empty table). */
 static int core_json_encode(lua_State *L)
 {
@@ -517,10 +481,7 @@ int luaopen_nyx_core(lua_State *L)
                                      {"json_decode", core_json_decode},
                                      {"json_encode", core_json_encode},
                                      {"json_raw", core_json_raw},
-                                     {"json_rows", core_json_rows},
                                      {"embedded", core_embedded},
-                                     {"json_columns", core_json_columns},
-                                     {"pg_arrays", core_pg_arrays},
                                      {NULL, NULL}};
     luaL_newmetatable(L, NYX_JSON_RAW);
     lua_pop(L, 1);

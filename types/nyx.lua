@@ -312,29 +312,10 @@ function nyx.core.json_encode(value) end
 ---@return userdata
 function nyx.core.json_raw(text) end
 
----[{"column": value, ...}, ...] (nil values left out): how log rows reach json_populate_recordset.
----@param columns string[]|userdata a list of names, or what json_columns made of one
----@param rows any[][]
----@return string
-function nyx.core.json_rows(columns, rows) end
-
 ---Whether module name is compiled into nyx.
 ---@param name string
 ---@return boolean
 function nyx.core.embedded(name) end
-
----The column names ready for json_rows, quoted once.
----@param names string[]
----@return userdata
-function nyx.core.json_columns(names) end
-
----The rows' values as ncol PostgreSQL array literals, one per column (json:
----a string with "j" where a column is json or jsonb): how log rows reach unnest().
----@param rows any[][]
----@param ncol integer
----@param json? string
----@return string ...
-function nyx.core.pg_arrays(rows, ncol, json) end
 
 ---Whether the stream is a terminal (the views colour and redraw only there).
 ---@param fd integer|"stdin"|"stdout"|"stderr"
@@ -707,6 +688,14 @@ function nyx.db.log_stats() end
 
 ---Waits until every row logged so far is committed.
 function nyx.db.flush() end
+
+---The statement and parameters one batch of these rows would be sent as,
+---without sending them (nil and {} for no rows): which tables go as arrays,
+---which as JSON, what folds into what.
+---@param rows nyx.db.LogRow[]
+---@return string|nil sql
+---@return string[] params
+function nyx.db.log_statement(rows) end
 
 ---How many values wait for the log writer's next batch (not those in a
 ---batch being written).

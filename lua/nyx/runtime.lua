@@ -458,13 +458,24 @@ local function waiting(fn, ...)
   return table.unpack(r, 2, r.n)
 end
 
+-- Rows handed to db.log through take_handed(), so that no frame keeps
+-- their tables while they wait for their commit: db.log has made them
+-- text (and a call's argument is all that holds them there).
+local handed = {}
+local function take_handed()
+  local rows = handed[1]
+  handed[1] = nil
+  return rows
+end
+
 llm.guard = {
   -- while an LLM call's rows commit, its agent's slots serve others
   log = function(rows, opts)
     local a = current_agent()
     if not (a and a.holding) then return db.log(rows, opts) end
     give_slots(a, true)
-    local ok, err = pcall(db.log, rows, opts)
+    handed[1], rows = rows, nil -- luacheck: ignore 311
+    local ok, err = pcall(db.log, take_handed(), opts)
     take_slots(a, true, true)
     if not ok then error(err, 0) end
     return true

@@ -519,19 +519,97 @@ describe("nyx.db.log", function()
 
   it("sends a known table's rows as one array per column, and a table made since as JSON", function()
     assert.is_true(nyx.db.log{ { table = "agents", columns = COLS, values = { root.id, "task", "arrays", "active" } } })
-    local dblog = require "nyx.dblog"
-    assert.are.equal("uuid", dblog.types.agents.id)
-    assert.are.equal("character varying", dblog.types.agents.agent_class) -- no length: the column checks it
     local id = nyx.uuid()
-    local sql, _, n = dblog.build{ { { table = "agents", columns = { "id", "context" }, values = { id, { a = 1 } } } } }
-    assert.matches("FROM unnest%(%$1::uuid%[%], %$2::jsonb%[%]%) v%(id,context%)", sql)
-    assert.are.equal(2, n)
-    nyx.db.exec("CREATE TABLE made_later (id uuid PRIMARY KEY, note text, tags jsonb)")
-    sql = dblog.build{ { { table = "made_later", columns = { "id", "note" }, values = { id, "x" } } } }
+    local sql, params = nyx.db.log_statement{ { table = "agents", columns = { "id", "context", "agent_class" },
+                                                values = { id, { a = 'say "hi"' }, "x,y" } } }
+    assert.matches("FROM unnest%(%$1::uuid%[%], %$2::jsonb%[%], %$3::character varying%[%]%) v%(id,context,agent_class%)", sql)
+    assert.are.same({ "{\"" .. id .. "\"}", [[{"{\"a\":\"say \\\"hi\\\"\"}"}]], [[{"x,y"}]] }, params)
+    nyx.db.exec("CREATE TABLE made_later (id uuid PRIMARY KEY, note text, tags jsonb, n float8, ok boolean)")
+    sql, params = nyx.db.log_statement{ { table = "made_later", columns = { "id", "note", "n" }, values = { id, "x" } } }
     assert.matches("json_populate_recordset%(NULL::made_later, %$1%)", sql)
-    assert.is_true(nyx.db.log{ { table = "made_later", columns = { "id", "note", "tags" }, values = { id, 'say "hi"', { "a" } } } })
-    local got = nyx.db.query("SELECT note, tags FROM made_later WHERE id = $1", id)[1]
-    assert.are.same({ 'say "hi"', { "a" } }, { got.note, got.tags })
+    assert.are.same({ ('[{"id":"%s","note":"x"}]'):format(id) }, params) -- a hole is left out: NULL
+    assert.is_true(nyx.db.log{ { table = "made_later", columns = { "id", "note", "tags", "n", "ok" },
+                                 values = { id, 'say "hi"\n', { "a" }, 0 / 0, false } } })
+    local got = nyx.db.query("SELECT note, tags, n::text AS n, ok FROM made_later WHERE id = $1", id)[1]
+    assert.are.same({ 'say "hi"\n', { "a" }, "NaN", false }, { got.note, got.tags, got.n, got.ok })
+  end)
+
+  it("writes values as PostgreSQL array elements, every quote and backslash escaped, JSON as JSON", function()
+    -- a reference quoting, against random text dense in what needs escaping
+    -- (runs of every length around the eight-byte steps of the scan)
+    local function quoted(s) return '"' .. s:gsub('[\\"]', function(c) return "\\" .. c end) .. '"' end
+    local alphabet = { "a", '"', "\\", " ", "{", ",", "\n", "é", "12345678" }
+    math.randomseed(11)
+    for _ = 1, 3000 do
+      local t = {}
+      for i = 1, math.random(0, 30) do t[i] = alphabet[math.random(#alphabet)] end
+      local s = table.concat(t)
+      local _, params = nyx.db.log_statement{ { table = "agents", columns = { "agent_class" }, values = { s } } }
+      assert.are.equal("{" .. quoted(s) .. "}", params[1])
+    end
+    -- a JSONB column: a table as its JSON, a string as a JSON string, a
+    -- boolean as JSON's; holes and nyx.json.null are NULL
+    local _, params = nyx.db.log_statement{
+      { table = "agents", columns = { "agent_class", "context", "max_recursion_depth" }, values = { "x", { k = 'v"' }, 2 } },
+      { table = "agents", columns = { "agent_class", "context", "max_recursion_depth" }, values = { nil, 'a "b"', nyx.json.null } },
+      { table = "agents", columns = { "agent_class", "context", "max_recursion_depth" }, values = { true, false, 2.5 } },
+    }
+    assert.are.same({ '{"x",NULL,t}', [[{"{\"k\":\"v\\\"\"}","\"a \\\"b\\\"\"",false}]], "{2,NULL,2.5}" }, params)
+    -- a table the writer's catalog does not know: JSON rows, holes left out
+    nyx.db.exec("CREATE TABLE json_rows_made_later (id text, note text, obj jsonb, n float8)")
+    _, params = nyx.db.log_statement{
+      { table = "json_rows_made_later", columns = { "id", "note", "n", "obj" }, values = { "a", 'x"', 1, { k = true } } },
+      { table = "json_rows_made_later", columns = { "id", "note", "n", "obj" }, values = { "b", nil, 2.5 } },
+      { table = "json_rows_made_later", columns = { "id", "note", "n", "obj" }, values = {} },
+    }
+    -- made since the writer read its catalog: it goes as JSON
+    assert.are.same({ { id = "a", note = 'x"', n = 1, obj = { k = true } }, { id = "b", n = 2.5 }, {} },
+                    nyx.core.json_decode(params[1]))
+  end)
+
+  it("folds an update into the insert before it in one statement, widening its columns", function()
+    local id = nyx.uuid()
+    local sql, params = nyx.db.log_statement{
+      { table = "agents", columns = { "id", "thought_tree_id", "status" }, values = { id, root.id, "spawned" } },
+      { table = "agents", update = true, columns = { "id", "status", "state" }, values = { id, "active", { n = 1 } } },
+      { table = "agents", update = true, columns = { "id", "completed_at" }, values = { nyx.uuid(), "2026-01-01T00:00:00Z" } },
+    }
+    assert.matches("^WITH g1 AS %(INSERT INTO agents %(id,thought_tree_id,status,state%) SELECT", sql)
+    assert.matches("RETURNING 1%) UPDATE agents t SET completed_at = v.completed_at FROM unnest", sql)
+    assert.are.equal([[{"active"}]], params[3])
+    assert.are.equal([[{"{\"n\":1}"}]], params[4])
+    assert.are.equal(6, #params)
+  end)
+
+  it("takes the rows as they are when logged: changing their tables after does not change what is written", function()
+    local id = nyx.uuid()
+    local state = { step = 1 }
+    local logged = { table = "agents", columns = { "id", "thought_tree_id", "agent_type", "agent_class", "status", "state" },
+                     values = { id, root.id, "task", "as-logged", "active", state } }
+    nyx.db.log({ logged }, { wait = false })
+    state.step, logged.values[5] = 2, "completed"
+    nyx.db.flush()
+    local r = nyx.db.query("SELECT status, state FROM agents WHERE id = $1", id)[1]
+    assert.are.same({ "active", { step = 1 } }, { r.status, r.state })
+  end)
+
+  it("refuses a row that is not well made at the call, saying which, and queues none of the caller's rows", function()
+    local function refused(rows, pattern)
+      local ok, err = pcall(nyx.db.log, rows, { wait = false })
+      assert.is_false(ok)
+      assert.matches(pattern, tostring(err))
+    end
+    local good = row(root.id, "never")
+    refused({ good, { table = "Agents; DROP", columns = COLS, values = {} } }, "row 2: its table is not a lowercase SQL name")
+    refused({ good, { table = "agents", columns = { "id", "bad name" }, values = {} } }, "row 2: column 2 is not a lowercase SQL name")
+    refused({ { table = "agents", columns = COLS } }, "row 1 has no values")
+    refused({ { table = "agents", columns = {}, values = {} } }, "row 1 has no columns")
+    refused({ good, { table = "agents", columns = COLS, values = { root.id, "task", print } } },
+            "row 2, column agent_class: a function cannot be logged")
+    refused({ { table = "agents", update = true, columns = { "id" }, values = { nyx.uuid() } } }, "an update names its key column")
+    refused({ { table = "agents", columns = { "id", "context" }, values = { nyx.uuid(), { f = print } } } }, "cannot encode JSON")
+    nyx.db.flush()
+    assert.are.equal(0, count("never"))
   end)
 
   it("refuses update rows as append rows", function()

@@ -68,33 +68,6 @@ describe("nyx's JSON codec", function()
     assert.is_nil(back[35])
   end)
 
-  it("writes log rows the same from a list of names or from json_columns", function()
-    local cols = { "id", "na\"me", "n", "obj" }
-    local rows = { { "a", "x", 1, { k = true } }, { "b", nil, 2.5 }, { nil, nil, nil, nil } }
-    local text = core.json_rows(cols, rows)
-    assert.are.equal(text, core.json_rows(core.json_columns(cols), rows))
-    assert.are.same({ { id = "a", ["na\"me"] = "x", n = 1, obj = { k = true } }, { id = "b", n = 2.5 }, {} }, dec(text))
-    assert.are.equal("[]", core.json_rows(core.json_columns{}, {}))
-    assert.has_error(function() core.json_rows(io.stdout, rows) end)
-  end)
-
-  it("writes log rows as PostgreSQL array literals, every quote and backslash escaped", function()
-    -- a reference quoting, against random text dense in what needs escaping
-    -- (runs of every length around the eight-byte steps of the scan)
-    local function quoted(s) return '"' .. s:gsub('[\\"]', function(c) return "\\" .. c end) .. '"' end
-    local alphabet = { "a", '"', "\\", " ", "{", ",", "\n", "é", "12345678" }
-    math.randomseed(11)
-    for _ = 1, 3000 do
-      local t = {}
-      for i = 1, math.random(0, 30) do t[i] = alphabet[math.random(#alphabet)] end
-      local s = table.concat(t)
-      assert.are.equal("{" .. quoted(s) .. "}", core.pg_arrays({ { s } }, 1, "."))
-    end
-    local a, b = core.pg_arrays({ { "x", { k = 'v"' }, true }, { nil, nil, 2 } }, 3, ".j.")
-    assert.are.equal('{"x",NULL}', a)
-    assert.are.equal('{"{\\"k\\":\\"v\\\\\\"\\"}",NULL}', b)
-  end)
-
   it("refuses what JSON cannot say, and says where text is wrong", function()
     assert.has_error(function() enc{ f = print } end, "cannot encode JSON: a function value")
     assert.has_error(function() enc(0 / 0) end)
