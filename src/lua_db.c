@@ -1268,7 +1268,8 @@ static int db_log_statement(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     log_writer *w = get_writer(L);
-    log_conn(L, &w->lane[0]); /* the column types come with it */
+    if (!w->lane[0].flight)       /* a lane is never remade under its batch */
+        log_conn(L, &w->lane[0]); /* the column types come with it */
     log_entry *e = new_entry(L);
     lr_rows_read(L, lr_catalog_get(L), 1, &e->rows, 0);
     lr_rows *callers[1] = {&e->rows};
