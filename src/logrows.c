@@ -353,17 +353,23 @@ static int is_ident(const char *s, size_t len)
  * index cache or made. */
 static const lr_shape *shape_of(lua_State *L, lr_catalog *c, int cache, int row)
 {
-    lua_pushvalue(L, -1);
-    if (lua_rawget(L, cache) == LUA_TLIGHTUSERDATA) {
-        const lr_shape *s = lua_touserdata(L, -1);
-        lua_pop(L, 2);
-        return s;
-    }
-    lua_pop(L, 1);
     int cols = lua_gettop(L);
     lua_Integer n = (lua_Integer)lua_rawlen(L, cols);
-    if (n < 1 || n > 1600) /* PostgreSQL's most columns */
+    lua_pushvalue(L, cols);
+    if (lua_rawget(L, cache) == LUA_TLIGHTUSERDATA) {
+        const lr_shape *s = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        if (s->ncols == n) { /* a list changed since is read again */
+            lua_pop(L, 1);
+            return s;
+        }
+    } else {
+        lua_pop(L, 1);
+    }
+    if (n < 1)
         BAD("row %d has no columns)", row);
+    if (n > 1600) /* PostgreSQL's most columns */
+        BAD("row %d has more than 1600 columns)", row);
     const lr_name *names[1600];
     for (lua_Integer i = 1; i <= n; i++) {
         size_t len;
@@ -385,9 +391,9 @@ static const lr_shape *shape_of(lua_State *L, lr_catalog *c, int cache, int row)
 }
 
 /* The value on top as slot s's text, appended to out->text (s->p holds
- * its offset until the rows are read). */
-static void read_value(lua_State *L, lr_rows *out, lr_slot *s, nyx_buf *tmp,
-                       int row, const lr_name *col)
+ * its offset until the rows are read). Returns a string's length, else 0. */
+static size_t read_value(lua_State *L, lr_rows *out, lr_slot *s, nyx_buf *tmp,
+                         int row, const lr_name *col)
 {
     nyx_buf *b = &out->text;
     size_t at = b->len;
@@ -400,7 +406,7 @@ static void read_value(lua_State *L, lr_rows *out, lr_slot *s, nyx_buf *tmp,
     switch (lua_type(L, -1)) {
     case LUA_TNIL:
     case LUA_TLIGHTUSERDATA: /* nyx.json.null */
-        return;
+        return 0;
     case LUA_TBOOLEAN:
         s->kind = LR_BOOL;
         rc = nyx_buf_add(b, lua_toboolean(L, -1) ? "t" : "f", 1);
@@ -421,6 +427,8 @@ static void read_value(lua_State *L, lr_rows *out, lr_slot *s, nyx_buf *tmp,
     case LUA_TSTRING:
         s->kind = LR_STR;
         str = lua_tolstring(L, -1, &len);
+        if (memchr(str, '\0', len)) /* PostgreSQL's text cannot hold one */
+            BAD("row %d, column %s: a string with a NUL byte)", row, col->s);
         rc = nyx_pg_array_quote(b, str, len);
         break;
     case LUA_TTABLE: /* JSON, in any column */
@@ -440,6 +448,7 @@ static void read_value(lua_State *L, lr_rows *out, lr_slot *s, nyx_buf *tmp,
         BAD("row %d, column %s: a value over 4 GB)", row, col->s);
     s->p = (const char *)(uintptr_t)at;
     s->len = (uint32_t)(b->len - at);
+    return s->kind == LR_STR ? len : 0;
 }
 
 /* t[key] where key is at index k (raw: a row is a plain table). */
@@ -457,7 +466,8 @@ void lr_rows_read(lua_State *L, lr_catalog *c, int idx, lr_rows *out,
     /* counted first, so that the arrays are made once, at their size */
     long nrows = 0, nvalues = 0;
     for (lua_Integer i = 1; lua_rawgeti(L, idx, i) == LUA_TTABLE; i++) {
-        if (lua_getfield(L, -1, "columns") != LUA_TTABLE)
+        lua_pushliteral(L, "columns");
+        if (lua_rawget(L, -2) != LUA_TTABLE)
             BAD("row %d has no columns)", (int)i);
         nvalues += (long)lua_rawlen(L, -1);
         lua_pop(L, 2);
@@ -466,6 +476,8 @@ void lr_rows_read(lua_State *L, lr_catalog *c, int idx, lr_rows *out,
                 "calls)");
     }
     lua_pop(L, 1);
+    if ((long)lua_rawlen(L, idx) > nrows)
+        BAD("row %d is not a table)", (int)nrows + 1);
     /* one block: the rows, their slots, the ids */
     char *block =
         malloc(sizeof *out->rows * (size_t)nrows +
@@ -476,7 +488,8 @@ void lr_rows_read(lua_State *L, lr_catalog *c, int idx, lr_rows *out,
     out->slots = (lr_slot *)(out->rows + nrows);
     out->ids = (const char **)(out->slots + nvalues);
     out->nrows = (int)nrows;
-    out->nvalues = (int)nvalues;
+    out->nvalues = 0; /* set once read; cap: room for them */
+    int cap = (int)nvalues;
     catalog(L, 1);
     int cache = lua_gettop(L);
     nyx_buf *tmp = &c->scratch;
@@ -514,22 +527,22 @@ void lr_rows_read(lua_State *L, lr_catalog *c, int idx, lr_rows *out,
             BAD("row %d: an update names its key column, then those it "
                 "sets)",
                 row);
-        if (slot + rw->shape->ncols > out->slots + out->nvalues)
+        if (slot + rw->shape->ncols > out->slots + cap)
             BAD("row %d: its columns changed while it was read)", row);
         if (field(L, t, k_values) != LUA_TTABLE)
             BAD("row %d has no values)", row);
         rw->slots = slot;
         for (int k = 0; k < rw->shape->ncols; k++, slot++) {
             lua_rawgeti(L, t + 1, k + 1);
-            read_value(L, out, slot, tmp, row, rw->shape->cols[k]);
+            size_t n = read_value(L, out, slot, tmp, row, rw->shape->cols[k]);
             lua_pop(L, 1);
-            /* a UUID's text (quotes around 36 bytes, none escaped) */
-            if (slot->kind == LR_STR && slot->len == 38) {
+            /* a UUID's text: 36 bytes, quoted, none escaped */
+            if (n == 36 && slot->len == 38) {
                 const char *at = (const char *)((uintptr_t)slot->p + 1);
                 if (k == 0 || rw->shape->cols[k]->is_id)
                     ids[nw++] = at;
                 else
-                    ids[out->nvalues - ++nr] = at;
+                    ids[cap - ++nr] = at;
             }
         }
         lua_settop(L, t - 1);
@@ -543,11 +556,12 @@ void lr_rows_read(lua_State *L, lr_catalog *c, int idx, lr_rows *out,
             out->text.cap = out->text.len + 1;
         }
     }
+    out->nvalues = (int)(slot - out->slots); /* fewer if a list shrank */
     const char *base = out->text.data;
     for (int i = 0; i < out->nvalues; i++)
         if (out->slots[i].kind != LR_NULL)
             out->slots[i].p = base + (uintptr_t)out->slots[i].p;
-    memmove(ids + nw, ids + out->nvalues - nr, sizeof *ids * (size_t)nr);
+    memmove(ids + nw, ids + cap - nr, sizeof *ids * (size_t)nr);
     for (int i = 0; i < nw + nr; i++)
         ids[i] = base + (uintptr_t)ids[i];
     out->nwrite = nw;
@@ -599,7 +613,8 @@ static int unquote(nyx_buf *b, const lr_slot *s)
 }
 
 /* Slot s as an element of column c's array; json: c is json or jsonb, so
- * a string is written as a JSON string, a boolean as JSON. */
+ * a string (or NaN, Infinity) is written as a JSON string, a boolean as
+ * JSON. tmp: two scratch buffers. */
 static int add_element(nyx_buf *b, nyx_buf *tmp, const lr_slot *s, int json)
 {
     switch (s->kind) {
@@ -611,12 +626,13 @@ static int add_element(nyx_buf *b, nyx_buf *tmp, const lr_slot *s, int json)
                                 : nyx_buf_add(b, "false", 5);
         break;
     case LR_STR:
+    case LR_SPECIAL: /* NaN, Infinity: JSON's strings, as on the JSON path */
         if (json) {
-            nyx_buf raw = {0};
-            tmp->len = 0;
-            int rc = unquote(&raw, s) | nyx_json_quote(tmp, raw.data, raw.len);
-            nyx_buf_free(&raw);
-            return rc ? -1 : nyx_pg_array_quote(b, tmp->data, tmp->len);
+            tmp[0].len = tmp[1].len = 0;
+            if (unquote(&tmp[1], s) < 0 ||
+                nyx_json_quote(&tmp[0], tmp[1].data, tmp[1].len) < 0)
+                return -1;
+            return nyx_pg_array_quote(b, tmp[0].data, tmp[0].len);
         }
         break;
     }
@@ -773,7 +789,7 @@ int lr_build(lr_catalog *c, lr_rows *const *callers, int n, lr_batch *b,
     group *groups = malloc(sizeof *groups * total);
     int *keyed = updates ? malloc(sizeof *keyed * kcap) : NULL;
     int *grouped = malloc(sizeof *grouped * kcap);
-    nyx_buf tmp = {0};
+    nyx_buf tmp[2] = {{0}, {0}}; /* scratch for values requoted as JSON */
     int nout = 0, ng = 0, rc = 0;
     if (!out || !groups || !grouped || (updates && !keyed))
         goto nomem;
@@ -859,7 +875,7 @@ int lr_build(lr_catalog *c, lr_rows *const *callers, int n, lr_batch *b,
             rc |= nyx_buf_add(&b->sql, "WITH ", 5);
         if (i < ng - 1)
             rc |= nyx_buf_addf(&b->sql, "g%d AS (", i + 1);
-        rc |= add_group(c, b, &groups[i], out, &tmp);
+        rc |= add_group(c, b, &groups[i], out, tmp);
         if (i < ng - 1)
             rc |= nyx_buf_add(&b->sql,
                               i < ng - 2 ? " RETURNING 1), " : " RETURNING 1) ",
@@ -889,7 +905,8 @@ done:
     free(groups);
     free(keyed);
     free(grouped);
-    nyx_buf_free(&tmp);
+    nyx_buf_free(&tmp[0]);
+    nyx_buf_free(&tmp[1]);
     return rc;
 }
 

@@ -902,20 +902,23 @@ static int log_send(lua_State *L)
 {
     log_lane *l = lua_touserdata(L, 1);
     conn *c = log_conn(L, l);
+    lr_batch *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    nyx_gc_metatable(L, "nyx.db.batch", free_batch);
+    luaL_setmetatable(L, "nyx.db.batch"); /* the text goes even on a raise */
+    lr_catalog *cat = lr_catalog_get(L);
     int n = 0;
     for (log_entry *e = l->flight; e; e = e->next)
         n++;
     lr_rows **callers =
         lua_newuserdatauv(L, sizeof *callers * (size_t)(n + 1), 0);
+    /* taken after the last allocation: a collection could run a cancelled
+     * caller's entry_gc, which takes its entry out of the flight */
     n = 0;
     for (log_entry *e = l->flight; e; e = e->next)
         callers[n++] = &e->rows;
-    lr_batch *b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    nyx_gc_metatable(L, "nyx.db.batch", free_batch);
-    luaL_setmetatable(L, "nyx.db.batch"); /* the text goes even on a raise */
     nyx_err err;
-    if (lr_build(lr_catalog_get(L), callers, n, b, &err) < 0)
+    if (lr_build(cat, callers, n, b, &err) < 0)
         return nyx_raise(L, "log", err.msg);
     if (b->nparams == 0) { /* nothing to write (a flush) */
         batch_done(l);

@@ -532,6 +532,16 @@ describe("nyx.db.log", function()
                                  values = { id, 'say "hi"\n', { "a" }, 0 / 0, false } } })
     local got = nyx.db.query("SELECT note, tags, n::text AS n, ok FROM made_later WHERE id = $1", id)[1]
     assert.are.same({ 'say "hi"\n', { "a" }, "NaN", false }, { got.note, got.tags, got.n, got.ok })
+    -- NaN and Infinity in a JSONB column: JSON has no such numbers, so
+    -- they go as strings (on both paths, arrays and JSON rows)
+    local aid = nyx.uuid()
+    assert.is_true(nyx.db.log{
+      { table = "agents", columns = { "id", "thought_tree_id", "agent_type", "agent_class", "status", "context", "state" },
+        values = { aid, root.id, "task", "not-numbers", "active", 1 / 0, 0 / 0 } },
+      { table = "made_later", columns = { "id", "tags" }, values = { nyx.uuid(), -1 / 0 } },
+    })
+    local a = nyx.db.query("SELECT context, state FROM agents WHERE id = $1", aid)[1]
+    assert.are.same({ "Infinity", "NaN" }, { a.context, a.state })
   end)
 
   it("writes values as PostgreSQL array elements, every quote and backslash escaped, JSON as JSON", function()
@@ -608,8 +618,30 @@ describe("nyx.db.log", function()
             "row 2, column agent_class: a function cannot be logged")
     refused({ { table = "agents", update = true, columns = { "id" }, values = { nyx.uuid() } } }, "an update names its key column")
     refused({ { table = "agents", columns = { "id", "context" }, values = { nyx.uuid(), { f = print } } } }, "cannot encode JSON")
+    refused({ good, { table = "agents", columns = COLS, values = { root.id, "task", "nul\0byte" } } },
+            "row 2, column agent_class: a string with a NUL byte")
+    refused({ good, false, good }, "row 2 is not a table")
+    local wide = {}
+    for i = 1, 1601 do wide[i] = "c" .. i end
+    refused({ { table = "agents", columns = wide, values = {} } }, "row 1 has more than 1600 columns")
     nyx.db.flush()
     assert.are.equal(0, count("never"))
+  end)
+
+  it("reads a columns list again when it has grown or shrunk since it was logged with", function()
+    local cols = { "id", "thought_tree_id", "agent_type", "agent_class", "status", "max_recursion_depth" }
+    local ids = { nyx.uuid(), nyx.uuid(), nyx.uuid() }
+    assert.is_true(nyx.db.log{ { table = "agents", columns = cols, values = { ids[1], root.id, "task", "regrown", "active", 7 } } })
+    cols[7] = "current_recursion_depth"
+    assert.is_true(nyx.db.log{ { table = "agents", columns = cols, values = { ids[2], root.id, "task", "regrown", "active", 7, 3 } } })
+    cols[7], cols[6] = nil, nil -- max_recursion_depth takes its default
+    assert.is_true(nyx.db.log{ { table = "agents", columns = cols, values = { ids[3], root.id, "task", "regrown", "active" } } })
+    local got = {}
+    for i, id in ipairs(ids) do
+      local r = nyx.db.query("SELECT max_recursion_depth AS m, current_recursion_depth AS c FROM agents WHERE id = $1", id)[1]
+      got[i] = { r.m, r.c }
+    end
+    assert.are.same({ { 7, 0 }, { 7, 3 }, { 5, 0 } }, got)
   end)
 
   it("refuses update rows as append rows", function()
