@@ -56,8 +56,6 @@ lr_catalog *lr_catalog_get(lua_State *L);
 void lr_types_begin(lr_catalog *cat);
 int lr_types_add(lr_catalog *cat, const char *table, const char *column,
                  const char *type);
-/* The type of table.column as format_type names it, or NULL. */
-const char *lr_type_of(lr_catalog *cat, const char *table, const char *column);
 
 /* Reads the rows at idx ({{table=, columns=, values=, update=}, ...}) into
  * out, which must be zeroed (and freed with lr_rows_free, also after a

@@ -897,15 +897,22 @@ static int free_batch(lua_State *L)
     return 0;
 }
 
+/* A batch's statement to build, freed with it even on a raise. stack: +1 */
+static lr_batch *push_batch(lua_State *L)
+{
+    lr_batch *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    nyx_gc_metatable(L, "nyx.db.batch", free_batch);
+    luaL_setmetatable(L, "nyx.db.batch");
+    return b;
+}
+
 /* send(lane): builds the lane's flight batch's statement and sends it. */
 static int log_send(lua_State *L)
 {
     log_lane *l = lua_touserdata(L, 1);
     conn *c = log_conn(L, l);
-    lr_batch *b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    nyx_gc_metatable(L, "nyx.db.batch", free_batch);
-    luaL_setmetatable(L, "nyx.db.batch"); /* the text goes even on a raise */
+    lr_batch *b = push_batch(L);
     lr_catalog *cat = lr_catalog_get(L);
     int n = 0;
     for (log_entry *e = l->flight; e; e = e->next)
@@ -1276,10 +1283,7 @@ static int db_log_statement(lua_State *L)
     log_entry *e = new_entry(L);
     lr_rows_read(L, lr_catalog_get(L), 1, &e->rows, 0);
     lr_rows *callers[1] = {&e->rows};
-    lr_batch *b = lua_newuserdatauv(L, sizeof *b, 0);
-    memset(b, 0, sizeof *b);
-    nyx_gc_metatable(L, "nyx.db.batch", free_batch);
-    luaL_setmetatable(L, "nyx.db.batch");
+    lr_batch *b = push_batch(L);
     nyx_err err;
     if (lr_build(lr_catalog_get(L), callers, 1, b, &err) < 0)
         return nyx_raise(L, "log", err.msg);
