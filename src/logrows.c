@@ -657,11 +657,13 @@ static int add_json(nyx_buf *b, nyx_buf *tmp, const lr_slot *s)
     }
 }
 
-static int add_list(nyx_buf *b, const lr_shape *s, const char *prefix)
+/* "a,b,c": the shape's column names. */
+static int add_list(nyx_buf *b, const lr_shape *s)
 {
     int rc = 0;
     for (int c = 0; c < s->ncols; c++)
-        rc |= nyx_buf_addf(b, "%s%s%s", c ? "," : "", prefix, s->cols[c]->s);
+        rc |= (c ? nyx_buf_add(b, ",", 1) : 0) |
+              nyx_buf_add(b, s->cols[c]->s, s->cols[c]->len);
     return rc;
 }
 
@@ -720,7 +722,7 @@ static int add_group(lr_catalog *c, lr_batch *b, const group *g,
             rc |= nyx_buf_addf(&src, "%s$%d::%s[]", k ? ", " : "", b->nparams,
                                type_find(c, g->table, s->cols[k]));
         }
-        rc |= nyx_buf_add(&src, ") v(", 4) | add_list(&src, s, "") |
+        rc |= nyx_buf_add(&src, ") v(", 4) | add_list(&src, s) |
               nyx_buf_add(&src, ")", 1);
     } else {
         /* a table made since, or an array column: JSON, typed by the
@@ -755,8 +757,8 @@ static int add_group(lr_catalog *c, lr_batch *b, const group *g,
                            s->cols[0]->s);
     } else {
         rc |= nyx_buf_addf(&b->sql, "INSERT INTO %s (", g->table->s) |
-              add_list(&b->sql, s, "") | nyx_buf_add(&b->sql, ") SELECT ", 9) |
-              add_list(&b->sql, s, "") |
+              add_list(&b->sql, s) | nyx_buf_add(&b->sql, ") SELECT ", 9) |
+              add_list(&b->sql, s) |
               nyx_buf_addf(&b->sql, " FROM %s", src.data ? src.data : "");
     }
     nyx_buf_free(&src);
