@@ -779,7 +779,13 @@ lua_State *nyx_lua_new(int ignore_env)
     lua_pushcfunction(L, os_exit);
     lua_setfield(L, -2, "exit");
     lua_pop(L, 1);
-    lua_gc(L, LUA_GCGEN, 0, 0);
+    /* Generational, with a young collection when the heap has grown 60%
+     * (Lua's default is 20%): each young collection also goes over every
+     * live coroutine's stack, and a wide tree keeps thousands of them (its
+     * agents waiting for their commits). A B=4 D=6 tree: a third less
+     * collector work, 3% fewer instructions in all (callgrind), 6-12% less
+     * CPU in alternating runs; peak RSS the same within noise (+-5%). */
+    lua_gc(L, LUA_GCGEN, 60, 0);
     nyx_sched_open(L);
     preload(L, "cjson", luaopen_cjson);
     preload(L, "cjson.safe", luaopen_cjson_safe);
