@@ -565,7 +565,7 @@ static int value(dec *d, int depth)
     }
 }
 
-int nyx_json_decode(lua_State *L, const char *s, size_t len, int null)
+static int decode_here(lua_State *L, const char *s, size_t len, int null)
 {
     int top = lua_gettop(L);
     dec d = {L, null ? lua_absindex(L, null) : 0, s, s, s + len, {0}, NULL};
@@ -582,4 +582,52 @@ int nyx_json_decode(lua_State *L, const char *s, size_t len, int null)
         return 2;
     }
     return 1;
+}
+
+/* Documents are decoded on a thread of their own, kept in the registry,
+ * and the value is moved to the caller's. Decoding needs a stack slice per
+ * level of nesting (2 * PENDING + 4 slots): on an agent's coroutine, deep
+ * in its calls, it doubled the stack (a Messages API response took it from
+ * 160 slots to 320), and Lua's generational collector never shrinks a
+ * stack again, so every waiting agent kept 5 KB for it. This thread grows
+ * once. */
+static const char DECODER = 0; /* its registry key: the address */
+
+typedef struct decode_args {
+    const char *s;
+    size_t len;
+} decode_args;
+
+static int decode_on_thread(lua_State *S)
+{
+    decode_args *a = lua_touserdata(S, 1);
+    return decode_here(S, a->s, a->len, lua_gettop(S) > 1 ? 2 : 0);
+}
+
+int nyx_json_decode(lua_State *L, const char *s, size_t len, int null)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DECODER) != LUA_TTHREAD) {
+        lua_pop(L, 1);
+        lua_newthread(L);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &DECODER);
+    }
+    lua_State *S = lua_tothread(L, -1);
+    lua_pop(L, 1); /* the registry keeps it */
+    if (S == L || lua_status(S) != LUA_OK || lua_gettop(S) != 0)
+        return decode_here(L, s, len, null); /* in use (a finalizer...) */
+    decode_args a = {s, len};
+    lua_pushcfunction(S, decode_on_thread);
+    lua_pushlightuserdata(S, &a);
+    if (null) {
+        lua_pushvalue(L, null);
+        lua_xmove(L, S, 1);
+    }
+    int status = lua_pcall(S, null ? 2 : 1, LUA_MULTRET, 0);
+    int n = lua_gettop(S);
+    luaL_checkstack(L, n, "JSON decoding");
+    lua_xmove(S, L, n);
+    if (status != LUA_OK)
+        return lua_error(L); /* out of memory: raised where it was called */
+    return n;
 }

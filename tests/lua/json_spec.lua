@@ -68,6 +68,42 @@ describe("nyx's JSON codec", function()
     assert.is_nil(back[35])
   end)
 
+  it("decodes on a thread of its own: a coroutine deep in its calls keeps its stack", function()
+    -- each level of nesting takes a slice of the stack while it is read;
+    -- Lua's generational collector never shrinks a stack again, so on an
+    -- agent's coroutine that was memory kept while it waited
+    local doc = enc{ a = { b = { c = { d = { e = { 1, 2, 3 } } } } }, f = "x" }
+    local function deep(n, f)
+      if n == 0 then return f() end
+      local r = deep(n - 1, f)
+      return r
+    end
+    local function per_coroutine(decode)
+      local cos = {}
+      collectgarbage(); collectgarbage()
+      local before = collectgarbage("count")
+      for i = 1, 200 do
+        cos[i] = coroutine.create(function()
+          return deep(30, function()
+            if decode then assert(dec(doc).a.b.c.d.e[3] == 3) end
+            coroutine.yield()
+          end)
+        end)
+        assert(coroutine.resume(cos[i]))
+      end
+      collectgarbage(); collectgarbage()
+      return (collectgarbage("count") - before) * 1024 / #cos
+    end
+    local plain, decoding = per_coroutine(false), per_coroutine(true)
+    assert.is_true(decoding - plain < 256,
+      ("decoding grew each suspended coroutine by %.0f bytes"):format(decoding - plain))
+    -- and it still says where text is wrong, from inside a coroutine
+    local co = coroutine.wrap(function() return dec('{"a": [1, 2,, 3]}') end)
+    local v, err = co()
+    assert.is_nil(v)
+    assert.matches("invalid JSON at byte %d+", err)
+  end)
+
   it("refuses what JSON cannot say, and says where text is wrong", function()
     assert.has_error(function() enc{ f = print } end, "cannot encode JSON: a function value")
     assert.has_error(function() enc(0 / 0) end)
