@@ -389,8 +389,28 @@ static const unsigned char ESCAPE[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,         1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1 /* " */, ['\\'] = 1};
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 const char *nyx_json_plain(const char *s, const char *end)
 {
+#if defined(__SSE2__)
+    /* sixteen bytes at a time (every x86-64 has SSE2): a byte below 0x20
+     * is one whose unsigned minimum with 0x1f is itself */
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'),
+                  ctl = _mm_set1_epi8(0x1f);
+    while (end - s >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)s);
+        __m128i hit = _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+            _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v));
+        int m = _mm_movemask_epi8(hit);
+        if (m)
+            return s + __builtin_ctz((unsigned)m);
+        s += 16;
+    }
+#endif
     /* eight bytes at a time: a byte below 0x20, or equal to '"' or '\\',
      * sets its high bit in t (the usual has-zero-byte test; exact as to
      * whether the word holds one), then the word goes byte by byte */

@@ -237,6 +237,53 @@ void nyx_json_push_raw(lua_State *L, const char *s, size_t len)
     lua_setmetatable(L, -2);
 }
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+
+/* Appends s as a quoted element of a PostgreSQL array literal, room made
+ * for every byte escaped. Sixteen bytes at a time (SSE2, which every
+ * x86-64 has): stored as they are, then, when one of them is a quote or a
+ * backslash, kept up to it, it escaped, and the next sixteen read from
+ * the byte after it. JSON text has a quote every few bytes, and a
+ * backslash before each newline it holds. */
+int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len)
+{
+    if (nyx_buf_reserve(b, 2 * len + 2) < 0)
+        return -1;
+    char *o = b->data + b->len;
+    const char *end = s + len;
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+    *o++ = '"';
+    /* a store of sixteen stays in the room made: there are 2 (end - s) + 1
+     * bytes of it left at o, and end - s >= 16 */
+    while (end - s >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)s);
+        _mm_storeu_si128((__m128i *)o, v);
+        int m = _mm_movemask_epi8(
+            _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)));
+        if (!m) {
+            o += 16;
+            s += 16;
+            continue;
+        }
+        int k = __builtin_ctz((unsigned)m);
+        o += k;
+        *o++ = '\\';
+        *o++ = s[k];
+        s += k + 1;
+    }
+    while (s < end) {
+        char c = *s++;
+        if (c == '"' || c == '\\')
+            *o++ = '\\';
+        *o++ = c;
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->data);
+    b->data[b->len] = '\0';
+    return 0;
+}
+#else
 /* Whether any of the eight bytes in v is a quote or a backslash (the
  * has-zero-byte test of nyx_json_plain). */
 static int array_special8(uint64_t v)
@@ -246,11 +293,8 @@ static int array_special8(uint64_t v)
     return ((((q - ones) & ~q) | ((bs - ones) & ~bs)) & high) != 0;
 }
 
-/* Appends s as a quoted element of a PostgreSQL array literal, room made
- * for every byte escaped. Eight bytes at a time: stored as they are when
- * none needs a backslash, else one at a time. JSON text (a quote every
- * few bytes, and a backslash before each newline it holds) used to be
- * copied a run at a time between escapes, a call per run. */
+/* As above, eight bytes at a time: stored as they are when none needs a
+ * backslash, else one at a time. */
 int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len)
 {
     if (nyx_buf_reserve(b, 2 * len + 2) < 0)
@@ -286,6 +330,7 @@ int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len)
     b->data[b->len] = '\0';
     return 0;
 }
+#endif
 
 /* ---- decoding ------------------------------------------------------------ */
 

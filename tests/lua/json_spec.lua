@@ -104,6 +104,24 @@ describe("nyx's JSON codec", function()
     assert.matches("invalid JSON at byte %d+", err)
   end)
 
+  it("escapes strings as a reference escaping does, at every length around its sixteen-byte steps", function()
+    local named = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t", ['"'] = '\\"', ["\\"] = "\\\\" }
+    local function quoted(str)
+      return '"' .. str:gsub('[%c"\\]', function(c)
+        return named[c] or (c:byte() < 32 and ("\\u%04x"):format(c:byte())) or c
+      end) .. '"'
+    end
+    local alphabet = { "a", '"', "\\", "\n", "\1", "\31", "\127", "é", "😀", "0123456789abcdef", " " }
+    math.randomseed(13)
+    for _ = 1, 3000 do
+      local t = {}
+      for i = 1, math.random(0, 40) do t[i] = alphabet[math.random(#alphabet)] end
+      local str = table.concat(t)
+      assert.are.equal(quoted(str), enc(str))
+      assert.are.equal(str, dec(enc(str)))
+    end
+  end)
+
   it("refuses what JSON cannot say, and says where text is wrong", function()
     assert.has_error(function() enc{ f = print } end, "cannot encode JSON: a function value")
     assert.has_error(function() enc(0 / 0) end)
