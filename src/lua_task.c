@@ -184,7 +184,9 @@ static void keep_results(nyx_sched *s, nyx_task *t, int status, int nres)
         close_thread(co, L); /* runs its pending <close> variables */
     }
     lua_setiuservalue(L, -2, 2);
-    if (status == LUA_OK && lua_status(co) == LUA_OK) {
+    /* one that set itself a debug hook is let go: a Lua hook is kept by
+     * thread, and the next task on it would find this one's */
+    if (status == LUA_OK && lua_status(co) == LUA_OK && !lua_gethook(co)) {
         lua_settop(co, 0); /* as new: a function pushed on it starts it */
         lua_getiuservalue(L, -1, 1);
         pool_put(s, L);

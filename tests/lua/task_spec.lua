@@ -166,6 +166,14 @@ describe("nyx.task", function()
     task.spawn(function() none = select("#", debug.gethook()) end):wait()
     assert.are.same({ 1000000, 1000000, 1000000 }, counts)
     assert.are.equal(1, none) -- no hook: gethook gives one value
+    -- a task that hooked itself: the next task never finds its function
+    local function own() end
+    task.spawn(function() debug.sethook(own, "", 1000000) end):wait()
+    debug.sethook(function() end, "", 1000000)
+    local found
+    task.spawn(function() found = debug.gethook() end):wait()
+    debug.sethook()
+    assert.are_not.equal(own, found)
   end)
 
   it("runs <close> variables of a failed task", function()
