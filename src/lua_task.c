@@ -68,7 +68,6 @@ struct nyx_sched {
     int live; /* tasks not finished */
     int held; /* background work the run waits for (nyx_sched_hold) */
     unsigned long next_id;
-    int pooled; /* finished threads kept for new tasks (POOL) */
     hook hooks[8];
     int nhooks;
 };
@@ -109,47 +108,8 @@ void nyx_waiter_done(nyx_waiter *w)
         t->woken = 1;
 }
 
-/* Threads of tasks that returned, kept to run new tasks (a registry
- * table, the sched's pooled of them): a thread is made with a stack of 40
- * slots that an agent's calls grow three times over (to 160, 9 KB
- * allocated in all), and with its CallInfos one at a time; a thread from
- * the pool has them already. A B=3 D=6 tree starts 1,466 tasks. */
-#define POOL_MAX 64
-static const char POOL = 0; /* the registry key of the pool: its address */
-
-/* Keeps the finished thread at the top of L's stack, or lets it go. stack: -1
- */
-static void pool_put(nyx_sched *s, lua_State *L)
-{
-    if (s->pooled >= POOL_MAX) {
-        lua_pop(L, 1);
-        return;
-    }
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &POOL);
-    lua_insert(L, -2);
-    lua_rawseti(L, -2, ++s->pooled);
-    lua_pop(L, 1);
-}
-
-/* Pushes a thread for a new task: from the pool, or new. stack: +1 */
-static lua_State *pool_get(nyx_sched *s, lua_State *L)
-{
-    if (s->pooled == 0)
-        return lua_newthread(L);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &POOL);
-    lua_rawgeti(L, -1, s->pooled);
-    lua_pushnil(L);
-    lua_rawseti(L, -3, s->pooled--);
-    lua_remove(L, -2);
-    lua_State *co = lua_tothread(L, -1);
-    /* as lua_newthread would have made it: with the hook of its maker */
-    lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
-    return co;
-}
-
 /* Moves the finished task's results (or error) into a table kept with its
- * handle, and releases the thread (to the pool, when it returned). stack:
- * 0 */
+ * handle, and releases the thread. stack: 0 */
 static void keep_results(nyx_sched *s, nyx_task *t, int status, int nres)
 {
     lua_State *L = s->L, *co = t->co;
@@ -184,13 +144,6 @@ static void keep_results(nyx_sched *s, nyx_task *t, int status, int nres)
         close_thread(co, L); /* runs its pending <close> variables */
     }
     lua_setiuservalue(L, -2, 2);
-    /* one that set itself a debug hook is let go: a Lua hook is kept by
-     * thread, and the next task on it would find this one's */
-    if (status == LUA_OK && lua_status(co) == LUA_OK && !lua_gethook(co)) {
-        lua_settop(co, 0); /* as new: a function pushed on it starts it */
-        lua_getiuservalue(L, -1, 1);
-        pool_put(s, L);
-    }
     lua_pushnil(L);
     lua_setiuservalue(L, -2, 1); /* the thread can go now */
     if (status != LUA_OK && !t->waiters && !cancelled) {
@@ -563,7 +516,7 @@ static int task_spawn(lua_State *L)
     t->ref = LUA_NOREF;
     t->cancel_ref = LUA_NOREF;
     luaL_setmetatable(L, TASK_MT);
-    t->co = pool_get(s, L);
+    t->co = lua_newthread(L);
     lua_setiuservalue(L, -2, 1);
     lua_insert(L, 1); /* handle, fn, args... */
     if (!lua_checkstack(t->co, nargs + 1))
@@ -844,8 +797,6 @@ void nyx_sched_open(lua_State *L)
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_setfield(L, LUA_REGISTRYINDEX, UNOBSERVED);
-    lua_createtable(L, POOL_MAX, 0);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &POOL);
 
     luaL_newmetatable(L, TASK_MT);
     lua_pushcfunction(L, task_index);

@@ -135,47 +135,6 @@ describe("nyx.task", function()
     assert.are.equal(1, task.count()) -- only the spec's own task
   end)
 
-  it("runs a new task on the thread of one that returned, as if new", function()
-    local first
-    task.spawn(function() first = coroutine.running(); return 1, 2, 3 end):wait()
-    local again, nargs, args
-    task.spawn(function(...)
-      again, nargs, args = coroutine.running(), select("#", ...), { ... }
-    end, "a", nil):wait()
-    assert.are.equal(first, again) -- no thread made, no stack grown anew
-    assert.are.equal(2, nargs) -- nothing of the first task's left on it
-    assert.are.same({ "a" }, args)
-    local failed
-    task.spawn(function() failed = coroutine.running(); error("x") end):wait()
-    for _ = 1, 3 do
-      local t
-      task.spawn(function() t = coroutine.running() end):wait()
-      assert.are_not.equal(failed, t) -- a failed task's thread is let go
-    end
-  end)
-
-  it("gives a task the hook of the one that spawned it, on a reused thread too", function()
-    task.spawn(function() end):wait() -- one thread in the pool at least
-    debug.sethook(function() end, "", 1000000)
-    local counts = {}
-    local hs = {}
-    for i = 1, 3 do hs[i] = task.spawn(function() counts[i] = select(3, debug.gethook()) end) end
-    debug.sethook()
-    task.wait_all(hs)
-    local none
-    task.spawn(function() none = select("#", debug.gethook()) end):wait()
-    assert.are.same({ 1000000, 1000000, 1000000 }, counts)
-    assert.are.equal(1, none) -- no hook: gethook gives one value
-    -- a task that hooked itself: the next task never finds its function
-    local function own() end
-    task.spawn(function() debug.sethook(own, "", 1000000) end):wait()
-    debug.sethook(function() end, "", 1000000)
-    local found
-    task.spawn(function() found = debug.gethook() end):wait()
-    debug.sethook()
-    assert.are_not.equal(own, found)
-  end)
-
   it("runs <close> variables of a failed task", function()
     local closed = false
     task.spawn(function()
