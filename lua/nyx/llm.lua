@@ -251,6 +251,15 @@ end
 -- writer's second lane (nyx.db.log's append).
 local APPEND, APPEND_NOWAIT = { append = true }, { append = true, wait = false }
 
+-- A call's rows on their way to db.log: no frame keeps them once made
+-- text (a call's argument is all that holds them there).
+local held
+local function held_rows()
+  local rows = held
+  held = nil
+  return rows
+end
+
 --- complete(request): one Messages API call; see docs/lua-api.md.
 function M.complete(req)
   if type(req) ~= "table" then argerror("expected a request table") end
@@ -313,7 +322,7 @@ function M.complete(req)
     out.request_id and (" (request-id " .. out.request_id .. ")") or "") or nil
   local write, how = guard and guard.log or db.log, APPEND
   if cancelled then write, how = db.log, APPEND_NOWAIT end
-  local ok, log_err = pcall(write, {
+  local rows = {
     { table = "llm_interactions", columns = INTERACTION_COLUMNS, values = {
       id, agent_id, tree_id, "claude", resp and resp.model or model,
       prompt_text, system_text(body.system), text, started, finished,
@@ -327,7 +336,14 @@ function M.complete(req)
       out.headers, out.attempts, -- JSON already (core.json_raw)
       template_id(req.template),
     } },
-  }, how)
+  }
+  -- While the rows wait for their commit (the agent with them: hundreds at
+  -- once when PostgreSQL is the bottleneck), this frame keeps only what
+  -- the rest of the call needs: db.log has made the rows text by then.
+  local status, request_id, retries, latency_ms = out.status, out.request_id, out.retries, out.latency_ms
+  prompt_text, body, stream, settings, out = nil, nil, nil, nil, nil -- luacheck: ignore 311
+  held, rows = rows, nil -- luacheck: ignore 311
+  local ok, log_err = pcall(write, held_rows(), how)
   if guard then guard.after(tree_id, usage, cost, resp ~= nil) end
   if cancelled then error(cancelled, 0) end
   if not ok then
@@ -337,17 +353,17 @@ function M.complete(req)
   end
   if failure then
     error(core.error_object(failure.type, failure.message, {
-      status = out.status ~= 0 and out.status or nil, request_id = out.request_id,
-      interaction_id = id, retries = out.retries,
+      status = status ~= 0 and status or nil, request_id = request_id,
+      interaction_id = id, retries = retries,
     }), 2)
   end
   resp.text = text
   resp.interaction_id = id
   resp.cost_usd = cost
   resp.cost_without_cache_usd = without
-  resp.latency_ms = out.latency_ms
-  resp.request_id = out.request_id
-  resp.retries = out.retries
+  resp.latency_ms = latency_ms
+  resp.request_id = request_id
+  resp.retries = retries
   return resp
 end
 
