@@ -9,6 +9,12 @@
 --                                  bytes each in Lua's count, of the peak
 --                                  RSS, and of resident memory after a full
 --                                  collection (what the allocator keeps)
+--   waiting N                      N agents each waiting for its LLM call's
+--                                  rows to commit (commits held back by a
+--                                  lock psql takes on llm_interactions for
+--                                  a few seconds): bytes each in Lua's count.
+--                                  At zero delay PostgreSQL is the
+--                                  bottleneck and hundreds wait so.
 local core = nyx.core
 local mode = arg[1] or "tree"
 
@@ -70,4 +76,42 @@ elseif mode == "suspended" then
   local ok, err = nyx.orchestrate(root, { strategy = "bench_suspended", max_concurrent_agents = n })
   assert(ok, tostring(err))
   local _ = o
+elseif mode == "waiting" then
+  local n = math.tointeger(tonumber(arg[2])) or 1000
+  nyx.config.set("max_concurrent_agents", n)
+  local root = nyx.tree.create{ goal = "agents waiting for their commits" }
+  local info = nyx.db.info()
+  local lock = ("psql -X -q -h %q -p %s -U %q -d %q -c %q >/dev/null 2>&1 &"):format(info.host, info.port, info.user,
+    info.dbname, "BEGIN; LOCK TABLE llm_interactions IN EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;")
+  package.preload["strategies.bench_waiting"] = function()
+    return { run = function(_, ctx)
+      nyx.db.flush()
+      collectgarbage(); collectgarbage()
+      local kb0 = collectgarbage("count")
+      assert(os.execute(lock))
+      local held = false
+      for _ = 1, 100 do -- until psql holds the lock
+        held = nyx.db.query("SELECT count(*) AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation " ..
+          "WHERE c.relname = 'llm_interactions' AND l.mode = 'ExclusiveLock' AND l.granted")[1].n > 0
+        if held then break end
+        nyx.task.sleep(0.02)
+      end
+      assert(held, "psql did not take the lock on llm_interactions")
+      local hs = {}
+      for i = 1, n do
+        hs[i] = ctx:spawn{ type = "task", goal = "item " .. i, run = function(agent)
+          return agent:complete{ max_tokens = 64, system = "You answer in one line.",
+                                 messages = { { role = "user", content = "Say something about item " .. i } } }.text
+        end }
+      end
+      local t0 = core.now()
+      while nyx.llm.in_flight() > 0 or core.now() - t0 < 0.5 do nyx.task.sleep(0.05) end
+      collectgarbage(); collectgarbage()
+      local kb1 = collectgarbage("count")
+      print(("mode=waiting agents=%d lua_bytes_each=%.0f"):format(n, (kb1 - kb0) * 1024 / n))
+      ctx:wait_all(hs)
+    end }
+  end
+  local ok, err = nyx.orchestrate(root, { strategy = "bench_waiting", max_concurrent_agents = n })
+  assert(ok, tostring(err))
 end
