@@ -9,6 +9,12 @@
 --                                  bytes each in Lua's count, of the peak
 --                                  RSS, and of resident memory after a full
 --                                  collection (what the allocator keeps)
+--   flat B D MAX_AGENTS            the same tree without decompose: one
+--                                  orchestrator, an agent per node making
+--                                  one plain call (no templates, no plan
+--                                  ahead), children spawned by their
+--                                  parent agent; what the runtime costs a
+--                                  call under any strategy
 --   waiting N                      N agents each waiting for its LLM call's
 --                                  rows to commit (commits held back by a
 --                                  lock psql takes on llm_interactions for
@@ -76,6 +82,48 @@ elseif mode == "suspended" then
   local ok, err = nyx.orchestrate(root, { strategy = "bench_suspended", max_concurrent_agents = n })
   assert(ok, tostring(err))
   local _ = o
+elseif mode == "flat" then
+  local b, d, max = tonumber(arg[2]), tonumber(arg[3]), math.tointeger(tonumber(arg[4]))
+  nyx.config.set("max_concurrent_agents", max)
+  nyx.config.set("max_recursion_depth", math.max(10, d))
+  local root = nyx.tree.create{ goal = ("fractal B=%d D=%d delay=0"):format(b, d) }
+  -- the fake answers the fractal workload to a system prompt that asks
+  -- for JSON subtasks
+  local SYSTEM = 'Reply with JSON only: {"subtasks": [{"goal": "..."}]} to split, or {"answer": "..."}.'
+  local function work(agent)
+    local node = agent.node
+    local r = agent:complete{ max_tokens = 256, system = SYSTEM,
+      messages = { { role = "user", content = "Goal: " .. node.goal .. "\nDEPTH: " .. node.depth } } }
+    local reply = assert(core.json_decode(r.text))
+    if reply.answer then return reply.answer end
+    local hs = {}
+    for i, sub in ipairs(reply.subtasks) do
+      hs[i] = agent:spawn{ type = "task", goal = sub.goal, run = work, max_recursion_depth = d + 1 }
+    end
+    local parts = {}
+    for i, h in ipairs(hs) do
+      local ok, res = h:wait()
+      parts[i] = ok and tostring(res) or "(failed)"
+    end
+    return table.concat(parts, "\n")
+  end
+  package.preload["strategies.bench_flat"] = function()
+    return { run = function(node, ctx)
+      local ok, res = ctx:spawn{ type = "task", node = node, run = work, max_recursion_depth = d + 1 }:wait()
+      if not ok then error(res, 0) end
+      return res
+    end }
+  end
+  collectgarbage()
+  nyx.db.flush()
+  local t0, c0 = core.now(), core.cpu()
+  local ok, res = nyx.orchestrate(root, { strategy = "bench_flat", max_concurrent_agents = max })
+  local wall, cpu = core.now() - t0, core.cpu() - c0
+  assert(ok, tostring(type(res) == "table" and res.message or res))
+  local calls = nyx.db.query([[SELECT count(*) AS n FROM llm_interactions i JOIN thought_trees t
+    ON t.id = i.thought_tree_id WHERE t.root_id = $1]], root.id)[1].n
+  print(("mode=flat B=%d D=%d max_agents=%d calls=%d wall_s=%.3f cpu_s=%.3f cpu_us_per_call=%.0f rss_mb=%.1f"):format(
+    b, d, max, calls, wall, cpu, cpu * 1e6 / calls, core.maxrss() / 2^20))
 elseif mode == "waiting" then
   local n = math.tointeger(tonumber(arg[2])) or 1000
   nyx.config.set("max_concurrent_agents", n)
