@@ -380,11 +380,8 @@ static nyx_migration_set *load_set(lua_State *L)
 {
     nyx_migration_set *set = lua_newuserdatauv(L, sizeof *set, 0);
     memset(set, 0, sizeof *set);
-    if (luaL_newmetatable(L, "nyx.db.migrations")) {
-        lua_pushcfunction(L, set_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
+    nyx_gc_metatable(L, "nyx.db.migrations", set_gc);
+    luaL_setmetatable(L, "nyx.db.migrations");
     nyx_err err;
     if (nyx_migrations_load(NULL, set, &err) < 0)
         nyx_raise(L, "migration", err.msg);

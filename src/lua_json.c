@@ -239,21 +239,33 @@ void nyx_json_push_raw(lua_State *L, const char *s, size_t len)
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
+#else
+/* Whether any of the eight bytes in v is a quote or a backslash (the
+ * has-zero-byte test of nyx_json_plain). */
+static int array_special8(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+    uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
+    return ((((q - ones) & ~q) | ((bs - ones) & ~bs)) & high) != 0;
+}
+#endif
 
 /* Appends s as a quoted element of a PostgreSQL array literal, room made
- * for every byte escaped. Sixteen bytes at a time (SSE2, which every
- * x86-64 has): stored as they are, then, when one of them is a quote or a
- * backslash, kept up to it, it escaped, and the next sixteen read from
- * the byte after it. JSON text has a quote every few bytes, and a
- * backslash before each newline it holds. */
+ * for every byte escaped. JSON text has a quote every few bytes, and a
+ * backslash before each newline it holds. With SSE2 (every x86-64 has
+ * it) sixteen bytes at a time: stored as they are, then, when one of them
+ * is a quote or a backslash, kept up to it, it escaped, and the next
+ * sixteen read from the byte after it. Elsewhere eight at a time: stored
+ * as they are when none needs a backslash, else one at a time. */
 int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len)
 {
     if (nyx_buf_reserve(b, 2 * len + 2) < 0)
         return -1;
     char *o = b->data + b->len;
     const char *end = s + len;
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
     *o++ = '"';
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
     /* a store of sixteen stays in the room made: there are 2 (end - s) + 1
      * bytes of it left at o, and end - s >= 16 */
     while (end - s >= 16) {
@@ -272,36 +284,7 @@ int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len)
         *o++ = s[k];
         s += k + 1;
     }
-    while (s < end) {
-        char c = *s++;
-        if (c == '"' || c == '\\')
-            *o++ = '\\';
-        *o++ = c;
-    }
-    *o++ = '"';
-    b->len = (size_t)(o - b->data);
-    b->data[b->len] = '\0';
-    return 0;
-}
 #else
-/* Whether any of the eight bytes in v is a quote or a backslash (the
- * has-zero-byte test of nyx_json_plain). */
-static int array_special8(uint64_t v)
-{
-    const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-    uint64_t q = v ^ (ones * '"'), bs = v ^ (ones * '\\');
-    return ((((q - ones) & ~q) | ((bs - ones) & ~bs)) & high) != 0;
-}
-
-/* As above, eight bytes at a time: stored as they are when none needs a
- * backslash, else one at a time. */
-int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len)
-{
-    if (nyx_buf_reserve(b, 2 * len + 2) < 0)
-        return -1;
-    char *o = b->data + b->len;
-    const char *end = s + len;
-    *o++ = '"';
     while (end - s >= 8) {
         uint64_t v;
         memcpy(&v, s, 8);
@@ -319,6 +302,7 @@ int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len)
         }
         s += 8;
     }
+#endif
     while (s < end) {
         char c = *s++;
         if (c == '"' || c == '\\')
@@ -330,7 +314,6 @@ int nyx_pg_array_quote(nyx_buf *b, const char *s, size_t len)
     b->data[b->len] = '\0';
     return 0;
 }
-#endif
 
 /* ---- decoding ------------------------------------------------------------ */
 
